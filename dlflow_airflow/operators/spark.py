@@ -1,0 +1,73 @@
+"""Spark stages: submit one ``spark_jobs`` program through the Spark provider."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+from dlflow_airflow.jobconf import job_argv
+
+SPARK_JOBS = ("demo_data", "merge", "encode", "predict")
+
+
+def spark_job_path(job: str) -> str:
+    """The file spark-submit runs for ``job`` (resolved where the task runs)."""
+    if job not in SPARK_JOBS:
+        raise ValueError(f"unknown spark job {job!r}; known: {', '.join(SPARK_JOBS)}")
+    import spark_jobs
+
+    return str(Path(spark_jobs.__file__).parent / f"{job}.py")
+
+
+class DlflowSparkSubmitOperator(SparkSubmitOperator):
+    """Run one dlflow Spark job for the run's partition.
+
+    Connection, conf, kill and YARN / Kubernetes tracking are the Spark
+    provider's; this class only picks the program and renders its arguments.
+
+    :param job: the ``spark_jobs`` program: demo_data, merge, encode or predict.
+    :param job_body: the job config without the date (see :mod:`dlflow_airflow.jobconf`).
+    :param date: the partition date; a template, ``{{ ds }}`` by default, so
+        scheduled, manual and backfill runs each process their own partition.
+    :param spark_python: the Python the driver and executors run; defaults to
+        the worker's own interpreter (right for ``local[*]``).
+    :param kwargs: passed to :class:`SparkSubmitOperator` (conn_id, conf, ...).
+    """
+
+    template_fields = (*SparkSubmitOperator.template_fields, "date")
+
+    def __init__(
+        self,
+        *,
+        job: str,
+        job_body: dict[str, Any],
+        date: str = "{{ ds }}",
+        spark_python: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if job not in SPARK_JOBS:
+            raise ValueError(f"unknown spark job {job!r}; known: {', '.join(SPARK_JOBS)}")
+        kwargs.setdefault("name", f"dlflow-{job}")
+        super().__init__(application_args=job_argv(date, job_body), **kwargs)
+        self.job = job
+        self.date = date
+        self.spark_python = spark_python
+
+    def execute(self, context: Any) -> None:
+        self.application = spark_job_path(self.job)
+        python = self.spark_python or sys.executable
+        self.conf = {
+            "spark.pyspark.python": python,
+            "spark.pyspark.driver.python": python,
+            **(self.conf or {}),
+        }
+        # spark-submit lives next to the interpreter when pyspark is pip-installed;
+        # put it on PATH even when the worker was started without activating the venv.
+        bin_dir = os.path.dirname(sys.executable)
+        path = os.environ.get("PATH", "")
+        self.env_vars = {"PATH": f"{bin_dir}{os.pathsep}{path}", **(self.env_vars or {})}
+        return super().execute(context)

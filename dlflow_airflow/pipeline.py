@@ -1,0 +1,110 @@
+"""A validated pipeline: spec + resolved stage kinds + task graph.
+
+This is the whole check that ``dlflow-airflow validate`` runs and that the
+DAG factory relies on; nothing here imports Airflow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from dlflow_airflow.errors import Issue, PipelineError, SpecError
+from dlflow_airflow.graph import Edge, StageTags, build_edges, topological_order
+from dlflow_airflow.registry import StageCommon, StageContext, StageKind, resolve_kind
+from dlflow_airflow.spec import (
+    PipelineSpec,
+    issues_from_validation,
+    parse_spec,
+    read_yaml,
+)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    kind_name: str
+    kind: StageKind
+    options: BaseModel
+    common: StageCommon
+    needs: tuple[str, ...]
+    produces: tuple[str, ...]
+
+    def context(self, spec: PipelineSpec) -> StageContext:
+        return StageContext(name=self.name, spec=spec, options=self.options, common=self.common)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    source: str
+    spec: PipelineSpec
+    stages: dict[str, Stage]
+    edges: tuple[Edge, ...]
+    order: tuple[str, ...]
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Pipeline:
+        return cls.from_data(read_yaml(path), source=str(path))
+
+    @classmethod
+    def from_data(cls, data: Any, *, source: str) -> Pipeline:
+        spec = parse_spec(data, source)
+        stages = resolve_stages(spec, source)
+        tags = {name: StageTags(s.needs, s.produces) for name, s in stages.items()}
+        edges = build_edges(tags, external=spec.external, source=source)
+        order = topological_order(stages, edges, source=source)
+        return cls(source, spec, stages, tuple(edges), tuple(order))
+
+
+def resolve_stages(spec: PipelineSpec, source: str) -> dict[str, Stage]:
+    """Validate every stage's keys against its kind; collects all issues before raising."""
+    stages: dict[str, Stage] = {}
+    issues: list[Issue] = []
+    for name in sorted(spec.stages):
+        try:
+            stages[name] = _resolve_stage(name, spec.stages[name], source)
+        except SpecError as exc:
+            issues.extend(exc.issues)
+    if issues:
+        raise SpecError(source, issues)
+    return stages
+
+
+def _resolve_stage(name: str, raw: Any, source: str) -> Stage:
+    path = f"stages.{name}"
+    if not isinstance(raw, dict):
+        raise SpecError(source, [Issue(path, f"expected a mapping, got {type(raw).__name__}")])
+    common_keys = set(StageCommon.model_fields)
+    common_raw = {k: v for k, v in raw.items() if k in common_keys}
+    options_raw = {k: v for k, v in raw.items() if k not in common_keys}
+    try:
+        common = StageCommon.model_validate(common_raw)
+    except ValidationError as exc:
+        raise SpecError(source, issues_from_validation(exc, StageCommon, path)) from None
+    kind_name = common.kind or name
+    try:
+        kind_cls = resolve_kind(kind_name, source=source, path=f"{path}.kind")
+    except PipelineError as exc:
+        raise SpecError(source, exc.issues) from None
+    try:
+        options = kind_cls.Options.model_validate(options_raw)
+    except ValidationError as exc:
+        issues = issues_from_validation(exc, kind_cls.Options, path)
+        raise SpecError(source, [_with_common_keys(i, path) for i in issues]) from None
+    kind = kind_cls()
+    needs = tuple(dict.fromkeys((*kind.needed_tags(options), *common.needs)))
+    produces = tuple(dict.fromkeys((*kind.produced_tags(options), *common.produces)))
+    return Stage(name, kind_name, kind, options, common, needs, produces)
+
+
+def _with_common_keys(issue: Issue, stage_path: str) -> Issue:
+    """Unknown keys at a stage's top level may also be one of the common keys."""
+    prefix = "unknown key"
+    if issue.message.startswith(prefix) and issue.path.count(".") == stage_path.count(".") + 1:
+        head, _, allowed = issue.message.partition("; allowed keys: ")
+        names = [n for n in allowed.split(", ") if n] + list(StageCommon.model_fields)
+        return Issue(issue.path, f"{head}; allowed keys: {', '.join(names)}")
+    return issue

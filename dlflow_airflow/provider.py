@@ -1,0 +1,33 @@
+"""Provider metadata read by the ProvidersManager (entry point ``apache_airflow_provider``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dlflow_airflow import __version__
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "dlflow-airflow",
+        "name": "DLFlow",
+        "description": "DLFlow's Spark + TensorFlow deep-learning pipeline "
+        "(merge, encode, train, evaluate, predict) as Airflow operators built from YAML.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "DLFlow",
+                "external-doc-url": "https://github.com/didi/dlflow",
+                "tags": ["software"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "DLFlow",
+                "python-modules": [
+                    "dlflow_airflow.operators.spark",
+                    "dlflow_airflow.operators.tf",
+                ],
+            }
+        ],
+    }

@@ -1,0 +1,7 @@
+"""Where a TensorFlow job runs: one small protocol, one class per backend."""
+
+from __future__ import annotations
+
+from dlflow_airflow.runners.base import JobFailedError, JobRunner, get_runner, runner_names
+
+__all__ = ["JobFailedError", "JobRunner", "get_runner", "runner_names"]

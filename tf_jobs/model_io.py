@@ -1,0 +1,58 @@
+"""Save and load the trained Keras model at a workspace URI.
+
+The model lives in its partition as ``model.keras``. Remote workspaces are
+staged through a local temporary folder, since Keras reads local files.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+from dlflow_airflow import storage
+
+MODEL_FILE = "model.keras"
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """No saved model where one was expected."""
+
+
+def model_file_uri(model_partition: str) -> str:
+    return f"{model_partition}/{MODEL_FILE}"
+
+
+def save_model(model, model_dir_uri: str) -> str:
+    """Write ``model.keras`` into a (staging) partition folder; returns its URI."""
+    from pyarrow import fs
+
+    target = model_file_uri(model_dir_uri)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, MODEL_FILE)
+        model.save(local)
+        filesystem, path = storage.resolve(target)
+        filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        fs.copy_files(local, path, destination_filesystem=filesystem)
+    return target
+
+
+def load_model(model_partition: str):
+    """Load the model of a committed partition (``_SUCCESS`` required)."""
+    import keras
+
+    uri = model_file_uri(model_partition)
+    if not storage.is_complete(model_partition) or not storage.exists(uri):
+        raise ModelNotFoundError(f"no committed model at {uri} (tried {model_partition}/_SUCCESS)")
+    filesystem, path = storage.resolve(uri)
+    from pyarrow import fs
+
+    if isinstance(filesystem, fs.LocalFileSystem):
+        return keras.models.load_model(path, compile=False)
+    tmp = tempfile.mkdtemp(prefix="dlflow-model-")
+    try:
+        local = os.path.join(tmp, MODEL_FILE)
+        fs.copy_files(path, local, source_filesystem=filesystem)
+        return keras.models.load_model(local, compile=False)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
