@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dlflow_airflow.errors import SpecError
+from dlflow_airflow.pipeline import Pipeline
+from dlflow_airflow.spec import expand_env, load_spec
+from tests.dlflow_airflow.pipelines import base_pipeline
+
+
+def _set(doc: dict, path: str, value) -> dict:
+    keys = path.split(".")
+    node = doc
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = value
+    return doc
+
+
+def _delete(doc: dict, path: str) -> dict:
+    keys = path.split(".")
+    node = doc
+    for key in keys[:-1]:
+        node = node[key]
+    del node[keys[-1]]
+    return doc
+
+
+def _write(tmp_path: Path, doc) -> Path:
+    path = tmp_path / "pipe.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+BAD = [
+    # (mutation, expected key path, expected message fragment)
+    (lambda d: _set(d, "bogus", 1), "bogus", "unknown key 'bogus'; allowed keys: dag_id"),
+    (lambda d: _delete(d, "workspace"), "workspace", "required key is missing"),
+    (lambda d: _set(d, "feature.primary_keys", []), "feature.primary_keys", "at least 1 item"),
+    (lambda d: _set(d, "feature.tagg", "x"), "feature.tagg", "allowed keys: tag, primary_keys"),
+    (lambda d: _set(d, "model.date", "yesterday"), "model.date", "'same', 'latest' or a date"),
+    (lambda d: _set(d, "buckets.user.method", "zscoree"), "buckets.user.method", "'minmax'"),
+    (lambda d: _set(d, "schedule", "every day"), "schedule", "neither a cron expression"),
+    (lambda d: _set(d, "start_date", "2026-13-01"), "start_date", "valid date"),
+    (lambda d: _set(d, "workspace", "relative/dir"), "workspace", "absolute path or a URI"),
+    (lambda d: _set(d, "default_args.retries", -1), "default_args.retries", "greater than or"),
+    (lambda d: _set(d, "catchup", "sometimes"), "catchup", "valid boolean"),
+    (
+        lambda d: _set(d, "stages.encode", {"tfrecords": True}),
+        "stages.encode.tfrecords",
+        "unknown key 'tfrecords'; allowed keys: tfrecord, tfrecord_compression, refit, kind",
+    ),
+    (
+        lambda d: _set(d, "stages.encode", {"tfrecord_compression": "zip"}),
+        "stages.encode.tfrecord_compression",
+        "'none' or 'gzip'",
+    ),
+    (
+        lambda d: _set(d, "stages.merge.seed.format", "xls"),
+        "stages.merge.seed.format",
+        "'parquet', 'orc', 'json' or 'csv'",
+    ),
+    (lambda d: _delete(d, "stages.merge.seed"), "stages.merge.seed", "required key is missing"),
+    (
+        lambda d: _set(d, "stages.predict", {"batch_size": 0}),
+        "stages.predict.batch_size",
+        "greater than or equal to 1",
+    ),
+    (
+        lambda d: _set(d, "stages.trainer", {}),
+        "stages.trainer.kind",
+        "unknown stage kind 'trainer'; known kinds: demo_data, encode",
+    ),
+    (
+        lambda d: _set(d, "stages.extra", {"kind": "no_such_module_x:Thing"}),
+        "stages.extra.kind",
+        "cannot import module 'no_such_module_x'",
+    ),
+    (lambda d: _set(d, "stages.train", {"runner": "yarn"}), "stages.train.runner", "'local'"),
+    (lambda d: _set(d, "dag_id", "bad id!"), "dag_id", "should match pattern"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "key_path", "fragment"), BAD)
+def test_bad_pipeline_names_file_key_path_and_expectation(tmp_path, mutate, key_path, fragment):
+    path = _write(tmp_path, mutate(base_pipeline()))
+    with pytest.raises(SpecError) as info:
+        Pipeline.from_file(path)
+    message = str(info.value)
+    assert f"{path}: {key_path}: " in message
+    assert fragment in message
+
+
+def test_unknown_kind_suggests_close_name(tmp_path):
+    doc = base_pipeline()
+    doc["stages"]["scoring"] = {"kind": "predcit"}
+    with pytest.raises(SpecError, match="did you mean 'predict'"):
+        Pipeline.from_file(_write(tmp_path, doc))
+
+
+def test_every_problem_is_reported_at_once(tmp_path):
+    doc = base_pipeline()
+    doc["stages"]["encode"] = {"tfrecords": True}
+    doc["stages"]["predict"] = {"batch_size": "big"}
+    with pytest.raises(SpecError) as info:
+        Pipeline.from_file(_write(tmp_path, doc))
+    paths = [issue.path for issue in info.value.issues]
+    assert paths == ["stages.encode.tfrecords", "stages.predict.batch_size"]
+
+
+def test_yaml_syntax_error_names_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("dag_id: x\nfeature: {tag: [unclosed\n")
+    with pytest.raises(SpecError, match=r"broken\.yaml: line 3, column 1: invalid YAML"):
+        load_spec(path)
+
+
+def test_duplicate_yaml_key_is_an_error(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text("dag_id: a\ndag_id: b\n")
+    with pytest.raises(SpecError, match="duplicate key 'dag_id'"):
+        load_spec(path)
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("dag_id: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(SpecError, match="invalid YAML"):
+        load_spec(path)
+
+
+def test_not_a_mapping(tmp_path):
+    path = tmp_path / "list.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(SpecError, match="expected a mapping of pipeline keys, got list"):
+        load_spec(path)
+
+
+def test_workspace_expands_environment(monkeypatch):
+    monkeypatch.setenv("DLFLOW_TEST_WS", "/data/ws")
+    assert expand_env("${DLFLOW_TEST_WS}/x") == "/data/ws/x"
+    monkeypatch.delenv("DLFLOW_TEST_WS")
+    assert expand_env("${DLFLOW_TEST_WS:-/tmp/default}") == "/tmp/default"
+    with pytest.raises(ValueError, match="DLFLOW_TEST_WS is not set"):
+        expand_env("${DLFLOW_TEST_WS}")
+
+
+def test_demo_pipeline_is_valid():
+    from tests.conftest import DEMO_PIPELINE
+
+    pipeline = Pipeline.from_file(DEMO_PIPELINE)
+    assert pipeline.order == ("demo_data", "merge", "encode", "train", "evaluate", "predict")
