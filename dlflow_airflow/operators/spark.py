@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
-from pathlib import Path
 from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
@@ -18,9 +18,10 @@ def spark_job_path(job: str) -> str:
     """The file spark-submit runs for ``job`` (resolved where the task runs)."""
     if job not in SPARK_JOBS:
         raise ValueError(f"unknown spark job {job!r}; known: {', '.join(SPARK_JOBS)}")
-    import spark_jobs
-
-    return str(Path(spark_jobs.__file__).parent / f"{job}.py")
+    spec = importlib.util.find_spec(f"spark_jobs.{job}")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(f"spark_jobs/{job}.py is not installed on this worker")
+    return spec.origin
 
 
 class DlflowSparkSubmitOperator(SparkSubmitOperator):

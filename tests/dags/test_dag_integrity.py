@@ -41,7 +41,7 @@ def test_broken_yaml_leaves_good_dag_loaded_and_error_visible(dags_with_broken_y
     assert "dlflow_demo_ctr" in bag.dag_ids
     assert "broken_one" not in bag.dag_ids
     assert len(bag.import_errors) == 1
-    (path, message), = bag.import_errors.items()
+    ((path, message),) = bag.import_errors.items()
     assert path.endswith("dlflow_pipelines.py")
     assert "2 pipeline file(s) could not be loaded" in message
     assert "broken.yaml: stages.encode.tfrecords: unknown key 'tfrecords'" in message
