@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -155,7 +155,8 @@ def iter_arrays(
     fragments = list(source.dataset.get_fragments())
     if options.shuffle:
         fragments = [fragments[i] for i in rng.permutation(len(fragments))]
-    window = max(options.shuffle_buffer, options.batch_size) if options.shuffle else 0
+    # Rows gathered before emitting: a shuffle window, or just enough for one batch.
+    window = max(options.shuffle_buffer if options.shuffle else 0, options.batch_size)
 
     pending: list[tuple[dict[str, np.ndarray], np.ndarray]] = []
     pending_rows = 0
@@ -165,7 +166,7 @@ def iter_arrays(
                 continue
             pending.append(_convert(batch, fmap, label))
             pending_rows += batch.num_rows
-            if pending_rows >= max(window, options.batch_size):
+            if pending_rows >= window:
                 chunk = _concat(pending)
                 if options.shuffle:
                     chunk = _take(chunk, rng.permutation(len(chunk[1])))
@@ -217,14 +218,26 @@ def make_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def input_options(raw: dict[str, Any], batch_size: int, *, shuffle_default: bool) -> InputOptions:
+def input_options(
+    raw: Mapping[str, Any], batch_size: int, *, shuffle_default: bool, seed_default: int = 0
+) -> InputOptions:
     """Input options from a job's ``options`` (keys ``shuffle``, ``shuffle_buffer``, ``seed``)."""
     return InputOptions(
         batch_size=batch_size,
         shuffle=bool(raw.get("shuffle", shuffle_default)),
         shuffle_buffer=int(raw.get("shuffle_buffer", InputOptions.shuffle_buffer)),
-        seed=int(raw.get("seed", InputOptions.seed)),
+        seed=int(raw.get("seed", seed_default)),
     )
+
+
+def single_label(labels: Sequence[str]) -> str:
+    """The one label column a train or evaluate job reads (``feature.labels``)."""
+    if len(labels) != 1:
+        raise EncodedDataError(
+            f"feature.labels must name exactly one label column to train or evaluate, "
+            f"got {list(labels)}"
+        )
+    return labels[0]
 
 
 def _convert(

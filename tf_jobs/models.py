@@ -181,9 +181,7 @@ def build_dnn_binary_classifier(fmap: FeatureMap, params: Mapping[str, Any]) -> 
     parts: list[Any] = []
     for bucket in fmap.buckets:
         if bucket.nums:
-            nums = keras.Input(
-                shape=(bucket.nums_width,), dtype="float32", name=bucket.nums_column
-            )
+            nums = keras.Input(shape=(bucket.nums_width,), dtype="float32", name=bucket.nums_column)
             inputs[bucket.nums_column] = nums
             parts.append(nums)
         if bucket.ctgs:

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.tf_jobs.conftest import (
+    EVAL_DATE,
+    EVAL_ROWS,
+    FEATURE_TAG,
+    TRAIN_DATE,
+    Workspace,
+    encoded_table,
+    write_partition,
+)
+from tf_jobs import inputs
+from tf_jobs.inputs import EncodedDataError, InputOptions
+
+pytestmark = pytest.mark.tf
+
+
+def _open(ws: Workspace, date: str = EVAL_DATE) -> inputs.EncodedSource:
+    return inputs.open_encoded(ws.layout.encoded(FEATURE_TAG, date), ws.fmap, "label")
+
+
+def _collect(ws: Workspace, options: InputOptions, epoch: int = 0):
+    return list(inputs.iter_arrays(_open(ws), ws.fmap, "label", options, epoch=epoch))
+
+
+def test_open_skips_marker_and_hidden_files(workspace: Workspace) -> None:
+    source = _open(workspace)
+    assert len(source.files) == 3
+    assert all(path.rsplit("/", 1)[1].startswith("part-") for path in source.files)
+
+
+def test_batches_have_exact_size_and_cover_every_row(workspace: Workspace) -> None:
+    batches = _collect(workspace, InputOptions(batch_size=128))
+    sizes = [len(labels) for _, labels in batches]
+    assert sizes[:-1] == [128] * (len(sizes) - 1)
+    assert sum(sizes) == EVAL_ROWS
+    inputs_, labels = batches[0]
+    assert set(inputs_) == {"user_nums", "user_ctgs", "item_ctgs"}
+    assert inputs_["user_nums"].shape == (128, 2) and inputs_["user_nums"].dtype == np.float32
+    assert inputs_["user_ctgs"].shape == (128, 2) and inputs_["user_ctgs"].dtype == np.int32
+    assert inputs_["item_ctgs"].shape == (128, 1)
+    assert labels.shape == (128, 1) and labels.dtype == np.float32
+
+
+def _rows(batches) -> np.ndarray:
+    """Every row as one float vector (nums, ids, label), to compare row sets."""
+    return np.concatenate(
+        [
+            np.hstack([x["user_nums"], x["user_ctgs"], x["item_ctgs"], y]).astype(np.float64)
+            for x, y in batches
+        ]
+    )
+
+
+def test_shuffle_permutes_rows_reproducibly_and_per_epoch(workspace: Workspace) -> None:
+    plain = _rows(_collect(workspace, InputOptions(batch_size=100)))
+    options = InputOptions(batch_size=100, shuffle=True, shuffle_buffer=1000, seed=7)
+    first = _rows(_collect(workspace, options, epoch=0))
+    again = _rows(_collect(workspace, options, epoch=0))
+    second = _rows(_collect(workspace, options, epoch=1))
+
+    def as_set(rows: np.ndarray) -> np.ndarray:
+        return rows[np.lexsort(rows.T[::-1])]
+
+    np.testing.assert_array_equal(as_set(first), as_set(plain))
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, plain)
+    assert not np.array_equal(first, second)
+
+
+def test_make_dataset_signature_and_steps(workspace: Workspace) -> None:
+    import tensorflow as tf
+
+    dataset = inputs.make_dataset(
+        _open(workspace), workspace.fmap, "label", InputOptions(batch_size=1000), rows=EVAL_ROWS
+    )
+    assert dataset.cardinality().numpy() == 3
+    features, labels = next(iter(dataset))
+    assert features["user_ctgs"].dtype == tf.int32
+    assert tuple(labels.shape) == (1000, 1)
+    assert sum(int(y.shape[0]) for _, y in dataset) == EVAL_ROWS
+
+
+def test_missing_partition_names_the_path(fresh_workspace: Workspace) -> None:
+    uri = fresh_workspace.layout.encoded(FEATURE_TAG, TRAIN_DATE)
+    with pytest.raises(EncodedDataError, match="does not exist") as info:
+        inputs.open_encoded(uri, fresh_workspace.fmap)
+    assert uri in str(info.value)
+
+
+def test_partition_without_part_files_names_the_path(fresh_workspace: Workspace) -> None:
+    uri = fresh_workspace.layout.encoded(FEATURE_TAG, TRAIN_DATE)
+    write_partition(uri, encoded_table(10, 0), parts=0)
+    with pytest.raises(EncodedDataError, match="no part files") as info:
+        inputs.open_encoded(uri, fresh_workspace.fmap)
+    assert uri in str(info.value)
+
+
+def test_partition_without_success_is_incomplete(fresh_workspace: Workspace) -> None:
+    uri = fresh_workspace.layout.encoded(FEATURE_TAG, TRAIN_DATE)
+    write_partition(uri, encoded_table(10, 0), success=False)
+    with pytest.raises(EncodedDataError, match="not complete") as info:
+        inputs.open_encoded(uri, fresh_workspace.fmap)
+    assert uri in str(info.value)
+
+
+def test_missing_column_is_named(fresh_workspace: Workspace) -> None:
+    uri = fresh_workspace.layout.encoded(FEATURE_TAG, TRAIN_DATE)
+    write_partition(uri, encoded_table(10, 0).drop_columns(["item_ctgs"]))
+    with pytest.raises(EncodedDataError, match="item_ctgs"):
+        inputs.open_encoded(uri, fresh_workspace.fmap, "label")
+
+
+def test_label_scan_and_binary_check(fresh_workspace: Workspace) -> None:
+    uri = fresh_workspace.layout.encoded(FEATURE_TAG, TRAIN_DATE)
+    write_partition(uri, encoded_table(6, 0, label_values=np.array([0, 1, 1, 2, 0, 1])))
+    source = inputs.open_encoded(uri, fresh_workspace.fmap, "label")
+    summary = inputs.scan_labels(source, "label")
+    assert (summary.rows, summary.positives, summary.values) == (6, 5.0, (0.0, 1.0, 2.0))
+    with pytest.raises(EncodedDataError, match=r"other than 0 and 1 \(2\)"):
+        inputs.require_binary(summary, "label", uri)
+
+
+def test_exactly_one_label() -> None:
+    assert inputs.single_label(["label"]) == "label"
+    for labels in ([], ["a", "b"]):
+        with pytest.raises(EncodedDataError, match="exactly one label"):
+            inputs.single_label(labels)
