@@ -1,0 +1,208 @@
+"""Merge: left-join every upstream feature source onto the seed, for one date.
+
+Options::
+
+    seed:    {path: "{workspace}/upstream/seed/dt={date}", format: parquet}
+    sources:
+      - {name: user_profile, path: ".../dt={date_nodash}", format: parquet, keys: [uid]}
+
+``keys`` defaults to the feature's primary keys. Each input must be a complete
+partition (``_SUCCESS``). The seed holds the primary keys and the labels and
+decides the rows: the output has exactly one row per seed row. A source with
+duplicate keys, or a column that two inputs both carry, is refused.
+Output: ``layout.raw(feature.tag, date)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from dlflow_airflow import storage
+from dlflow_airflow.jobconf import JobConfig
+from spark_jobs.paths import discard, render_path, require_complete
+from spark_jobs.session import run_job
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("parquet", "orc", "json", "csv")
+SEED_KEYS = frozenset({"path", "format"})
+SOURCE_KEYS = frozenset({"name", "path", "format", "keys"})
+
+
+class MergeError(ValueError):
+    """The merge options or inputs cannot produce a raw-feature table."""
+
+
+class DuplicateKeyError(MergeError):
+    """An input holds more than one row for a join key."""
+
+
+class ColumnConflictError(MergeError):
+    """Two inputs carry a column of the same name."""
+
+
+@dataclass(frozen=True)
+class Input:
+    """One table to read: the seed or a named source."""
+
+    name: str
+    path: str
+    format: str
+    keys: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return "the seed" if self.name == "seed" else f"source {self.name!r}"
+
+
+def parse_inputs(job: JobConfig) -> tuple[Input, list[Input]]:
+    """The seed and the sources of ``job.options``, paths rendered."""
+    options = job.options
+    seed = options.get("seed")
+    if not isinstance(seed, dict) or "path" not in seed:
+        raise MergeError("merge options need 'seed: {path: ..., format: parquet}'")
+    sources = options.get("sources", [])
+    if not isinstance(sources, list):
+        raise MergeError(f"merge option 'sources' must be a list, got {type(sources).__name__}")
+    keys = tuple(job.feature.primary_keys)
+    seed_input = _parse_one(seed, "seed", keys, SEED_KEYS, job)
+    parsed: list[Input] = []
+    for index, entry in enumerate(sources):
+        if not isinstance(entry, dict) or "name" not in entry or "path" not in entry:
+            raise MergeError(f"merge sources[{index}] needs at least 'name' and 'path'")
+        source = _parse_one(entry, str(entry["name"]), keys, SOURCE_KEYS, job)
+        if source.name == "seed" or source.name in {p.name for p in parsed}:
+            raise MergeError(f"merge sources[{index}]: the name {source.name!r} is already used")
+        parsed.append(source)
+    return seed_input, parsed
+
+
+def _parse_one(
+    entry: dict[str, Any], name: str, keys: tuple[str, ...], allowed: frozenset[str], job: JobConfig
+) -> Input:
+    where = "merge seed" if name == "seed" else f"merge source {name!r}"
+    unknown = sorted(set(entry) - allowed)
+    if unknown:
+        raise MergeError(f"{where}: unknown keys {unknown}; allowed: {sorted(allowed)}")
+    fmt = entry.get("format", "parquet")
+    if fmt not in FORMATS:
+        raise MergeError(f"{where}: format {fmt!r} is not one of {', '.join(FORMATS)}")
+    own_keys = tuple(entry.get("keys") or keys)
+    path = render_path(str(entry["path"]), workspace=job.workspace, date=job.date)
+    return Input(name=name, path=path, format=fmt, keys=own_keys)
+
+
+def read_input(spark: SparkSession, item: Input) -> DataFrame:
+    """Read one complete input partition."""
+    require_complete(item.path, f"merge input ({item.label})")
+    reader = spark.read.format(item.format)
+    if item.format == "csv":
+        reader = reader.option("header", "true").option("inferSchema", "true")
+    return reader.load(item.path)
+
+
+def check_columns(frame: DataFrame, item: Input, required: tuple[str, ...], what: str) -> None:
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise MergeError(
+            f"{item.label} ({item.path}) has no {what} column(s) {missing}; "
+            f"its columns: {frame.columns}"
+        )
+
+
+def check_unique(frame: DataFrame, item: Input) -> None:
+    """Refuse an input with two rows for one key, naming a sample key."""
+    duplicate = (
+        frame.groupBy(*item.keys)
+        .agg(F.count(F.lit(1)).alias("__dlflow_rows"))
+        .where(F.col("__dlflow_rows") > 1)
+        .limit(1)
+        .collect()
+    )
+    if duplicate:
+        row = duplicate[0]
+        sample = {key: row[key] for key in item.keys}
+        raise DuplicateKeyError(
+            f"{item.label} ({item.path}) has duplicate keys {list(item.keys)}: "
+            f"{sample} appears {row['__dlflow_rows']} times; merge needs one row per key"
+        )
+
+
+def check_key_types(seed: DataFrame, frame: DataFrame, item: Input) -> None:
+    """Join keys must have the seed's type (integers of any width join safely)."""
+    seed_types = {f.name: f.dataType for f in seed.schema.fields}
+    for field in frame.select(*item.keys).schema.fields:
+        mine, theirs = field.dataType, seed_types[field.name]
+        integral = isinstance(mine, T.IntegralType) and isinstance(theirs, T.IntegralType)
+        if mine != theirs and not integral:
+            raise MergeError(
+                f"{item.label} ({item.path}): key {field.name!r} is {mine.simpleString()} but "
+                f"the seed's is {theirs.simpleString()}; cast one of them upstream"
+            )
+
+
+def merge_frames(
+    seed: DataFrame, seed_input: Input, sources: list[tuple[Input, DataFrame]]
+) -> DataFrame:
+    """The seed left-joined with every source; raises on name conflicts."""
+    owners = {c.lower(): seed_input for c in seed.columns}
+    merged = seed
+    columns = list(seed.columns)
+    for item, frame in sources:
+        values = [c for c in frame.columns if c not in item.keys]
+        for column in values:
+            owner = owners.get(column.lower())
+            if owner is not None:
+                raise ColumnConflictError(
+                    f"column {column!r} appears in both {owner.label} ({owner.path}) and "
+                    f"{item.label} ({item.path}); drop or rename it in one of them"
+                )
+            owners[column.lower()] = item
+        merged = merged.join(frame.select(*item.keys, *values), on=list(item.keys), how="left")
+        columns.extend(values)
+    return merged.select(*columns)
+
+
+def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
+    seed_input, source_inputs = parse_inputs(job)
+    required = (*job.feature.primary_keys, *job.feature.labels)
+    seed = read_input(spark, seed_input)
+    check_columns(seed, seed_input, required, "primary key / label")
+    check_unique(seed, seed_input)
+    sources: list[tuple[Input, DataFrame]] = []
+    for item in source_inputs:
+        frame = read_input(spark, item)
+        check_columns(frame, item, item.keys, "join key")
+        check_columns(seed, seed_input, item.keys, f"join key (for {item.label})")
+        check_key_types(seed, frame, item)
+        check_unique(frame, item)
+        sources.append((item, frame))
+    merged = merge_frames(seed, seed_input, sources)
+
+    seed_rows = seed.count()
+    if seed_rows == 0:
+        raise MergeError(f"the seed ({seed_input.path}) has no rows")
+    final = job.layout.raw(job.feature.tag, job.date)
+    staging = storage.staging_uri(final)
+    merged.write.parquet(staging)
+    rows = spark.read.parquet(staging).count()
+    if rows != seed_rows:
+        discard(staging)
+        raise MergeError(f"merge wrote {rows} rows but the seed has {seed_rows}; nothing committed")
+    storage.commit(staging, final)
+    log.info("merged %d rows from %d sources into %s", rows, len(sources), final)
+    return {"rows": rows, "columns": merged.columns, "output": final}
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_job("merge", run, argv)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Input and output paths of the Spark jobs.
+
+- :func:`render_path` fills the placeholders a pipeline may put in an upstream
+  path (``{workspace}``, ``{date}``, ``{date_nodash}``).
+- :func:`require_complete` refuses a partition without its ``_SUCCESS`` marker.
+- :func:`latest_partition` finds the newest complete ``dt=`` partition.
+- :func:`discard` removes a staging folder that must not be committed.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+
+from dlflow_airflow import storage
+from dlflow_airflow.layout import SUCCESS_MARKER, check_date, normalize_workspace
+
+PLACEHOLDERS = ("workspace", "date", "date_nodash")
+_DT_RE = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
+
+
+class PlaceholderError(ValueError):
+    """A path names a placeholder that jobs do not fill, or is malformed."""
+
+
+class PartitionNotFoundError(FileNotFoundError):
+    """An input partition is absent or has no ``_SUCCESS`` marker."""
+
+
+def placeholder_values(workspace: str, date: str) -> dict[str, str]:
+    check_date(date)
+    return {
+        "workspace": normalize_workspace(workspace),
+        "date": date,
+        "date_nodash": date.replace("-", ""),
+    }
+
+
+def render_path(template: str, *, workspace: str, date: str) -> str:
+    """``template`` with its placeholders filled for one run.
+
+    :raises PlaceholderError: for an unknown placeholder (naming it and the
+        allowed ones), a format spec or conversion, or unbalanced braces.
+    """
+    allowed = ", ".join("{" + name + "}" for name in PLACEHOLDERS)
+    try:
+        fields = [
+            (name, spec, conversion)
+            for _, name, spec, conversion in string.Formatter().parse(template)
+            if name is not None
+        ]
+    except ValueError as exc:
+        raise PlaceholderError(f"path {template!r} is malformed ({exc}); use {allowed}") from None
+    for name, spec, conversion in fields:
+        if name not in PLACEHOLDERS:
+            raise PlaceholderError(
+                f"path {template!r} has unknown placeholder {{{name}}}; allowed: {allowed}"
+            )
+        if spec or conversion:
+            raise PlaceholderError(
+                f"path {template!r}: placeholder {{{name}}} takes no format spec or conversion"
+            )
+    return template.format(**placeholder_values(workspace, date))
+
+
+def require_complete(uri: str, what: str) -> None:
+    """Raise :class:`PartitionNotFoundError` unless ``uri`` exists with its marker.
+
+    :param what: how the error names the input, e.g. ``"merge source 'user_profile'"``.
+    """
+    if not storage.exists(uri):
+        raise PartitionNotFoundError(f"{what}: no data at {uri}")
+    if not storage.is_complete(uri):
+        raise PartitionNotFoundError(
+            f"{what}: {uri} is incomplete (no {SUCCESS_MARKER} marker at {uri}/{SUCCESS_MARKER})"
+        )
+
+
+def latest_partition(root: str, date: str) -> str | None:
+    """The newest complete ``<root>/dt=<d>`` with ``d <= date``, or None."""
+    check_date(date)
+    dates = sorted(
+        (match.group(1) for match in map(_DT_RE.match, storage.list_names(root)) if match),
+        reverse=True,
+    )
+    for candidate in dates:
+        if candidate <= date and storage.is_complete(f"{root}/dt={candidate}"):
+            return f"{root}/dt={candidate}"
+    return None
+
+
+def discard(uri: str) -> None:
+    """Delete a staging folder (no error if it is already gone)."""
+    from pyarrow import fs
+
+    filesystem, path = storage.resolve(uri)
+    if filesystem.get_file_info(path).type != fs.FileType.NotFound:
+        filesystem.delete_dir(path)

@@ -1,0 +1,69 @@
+"""The one place a Spark job builds its session and runs its ``run`` function.
+
+Every job module ends with::
+
+    def main(argv=None):
+        run_job("merge", run, argv)
+
+so argument parsing, session defaults, the result line and session shutdown
+work the same in all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from pyspark import SparkConf
+from pyspark.sql import SparkSession
+
+from dlflow_airflow.jobconf import JobConfig, emit_result
+
+# Defaults only: a key already set (spark-submit --conf, spark-defaults.conf)
+# wins, so operators and cluster admins keep control.
+DEFAULT_CONF: dict[str, str] = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.parquet.compression.codec": "snappy",
+    "spark.sql.adaptive.enabled": "true",
+    # Python workers stay alive between tasks, so predict loads its model once.
+    "spark.python.worker.reuse": "true",
+}
+
+JobRun = Callable[[SparkSession, JobConfig], dict[str, Any]]
+
+
+def build_session(app_name: str, conf: Mapping[str, str] | None = None) -> SparkSession:
+    """A session named ``app_name`` with :data:`DEFAULT_CONF` under any preset conf.
+
+    :param app_name: the Spark application name (shown in the Spark and YARN UIs).
+    :param conf: settings that override both the defaults and the preset conf.
+    """
+    preset = SparkConf()
+    builder = SparkSession.builder.appName(app_name)
+    for key, value in DEFAULT_CONF.items():
+        if not preset.contains(key):
+            builder = builder.config(key, value)
+    for key, value in (conf or {}).items():
+        builder = builder.config(key, str(value))
+    return builder.getOrCreate()
+
+
+def app_name(stage: str, job: JobConfig) -> str:
+    return f"dlflow-{stage}-{job.feature.tag}-{job.date}"
+
+
+def run_job(stage: str, run: JobRun, argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse the job arguments, run ``run`` in a fresh session, print its result line."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    job = JobConfig.from_argv(argv)
+    spark = build_session(app_name(stage, job))
+    try:
+        result = run(spark, job)
+        emit_result(result)
+    finally:
+        spark.stop()
+    return result

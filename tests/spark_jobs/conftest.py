@@ -1,0 +1,125 @@
+"""Spark fixtures: one local session for the whole run, and workspaces to fill."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ["PYSPARK_PYTHON"] = sys.executable
+os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+
+DATE = "2026-01-01"
+NEXT_DATE = "2026-01-02"
+DEMO_ROWS = 3000
+DEMO_BUCKETS = {
+    "user": {"features": ["age", "income", "city", "device"], "method": "minmax"},
+    "behaviour": {"features": ["clicks_7d", "channel"], "method": "minmax"},
+}
+
+JobFactory = Callable[..., Any]
+
+
+def job_body(
+    workspace: str,
+    *,
+    options: dict[str, Any] | None = None,
+    buckets: dict[str, Any] | None = None,
+    tag: str = "ctr",
+    model_date: str = "same",
+    drop_columns: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    return {
+        "workspace": workspace,
+        "feature": {
+            "tag": tag,
+            "primary_keys": ["uid"],
+            "labels": ["label"],
+            "drop_columns": list(drop_columns),
+        },
+        "model": {"tag": "dnn", "name": "dnn_binary_classifier", "date": model_date},
+        "buckets": buckets if buckets is not None else {},
+        "options": options or {},
+    }
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    from spark_jobs.session import build_session
+
+    session = build_session(
+        "dlflow-spark-jobs-tests",
+        {
+            "spark.master": "local[2]",
+            "spark.ui.enabled": "false",
+            "spark.sql.shuffle.partitions": "4",
+            "spark.default.parallelism": "2",
+        },
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> str:
+    return f"file://{tmp_path}/ws"
+
+
+@pytest.fixture
+def make_job() -> JobFactory:
+    """``make_job(workspace, date, **job_body kwargs)`` -> JobConfig."""
+    from dlflow_airflow.jobconf import JobConfig
+
+    def factory(workspace: str, date: str = DATE, **kwargs: Any) -> JobConfig:
+        return JobConfig.from_body(date, job_body(workspace, **kwargs))
+
+    return factory
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A workspace after demo_data -> merge -> encode for :data:`DATE`."""
+
+    workspace: str
+    demo: dict[str, Any]
+    merge: dict[str, Any]
+    encode: dict[str, Any]
+
+    def job(self, date: str = DATE, **kwargs: Any) -> Any:
+        from dlflow_airflow.jobconf import JobConfig
+
+        kwargs.setdefault("buckets", DEMO_BUCKETS)
+        return JobConfig.from_body(date, job_body(self.workspace, **kwargs))
+
+
+@pytest.fixture(scope="session")
+def pipeline(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
+    from spark_jobs import demo_data, encode, merge
+
+    root = tmp_path_factory.mktemp("pipeline")
+    ws = f"file://{root}/ws"
+    stub = Pipeline(ws, {}, {}, {})
+    demo = demo_data.run(spark, stub.job(options={"rows": DEMO_ROWS, "seed": 3}))
+    merged = merge.run(spark, stub.job(options=demo_data.merge_options()))
+    encoded = encode.run(spark, stub.job())
+    return Pipeline(ws, demo, merged, encoded)
+
+
+@pytest.fixture
+def write_table(spark: Any) -> Callable[[str, list[tuple], str], str]:
+    """``write_table(uri, rows, ddl_schema)``: a committed Parquet partition at ``uri``."""
+    from dlflow_airflow import storage
+
+    def write(uri: str, rows: list[tuple], schema: str) -> str:
+        staging = storage.staging_uri(uri)
+        spark.createDataFrame(rows, schema).coalesce(1).write.parquet(staging)
+        storage.commit(staging, uri)
+        return uri
+
+    return write

@@ -1,0 +1,220 @@
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from dlflow_airflow import storage
+from dlflow_airflow.fmap import FeatureMap
+from spark_jobs import encode
+from spark_jobs.encode import EncodeError, UnknownFeatureError, UnsupportedColumnTypeError
+from spark_jobs.paths import PartitionNotFoundError
+
+from .conftest import DATE, DEMO_ROWS, NEXT_DATE
+
+pytestmark = pytest.mark.spark
+
+RAW_SCHEMA = (
+    "uid long, label int, age int, income double, active boolean, city string, device string, "
+    "note string"
+)
+DAY_ONE = [
+    (1, 0, 20, 100.0, True, "b", "x", "n1"),
+    (2, 1, 30, math.nan, False, "a", "x", "n2"),
+    (3, 0, 40, 300.0, None, "b", None, "n3"),
+    (4, 1, None, 200.0, True, "c", "y", "n4"),
+    (5, 0, 40, 100.0, True, "a", "x", "n5"),
+]
+DAY_TWO = [
+    (6, 1, 50, 50.0, False, "zzz", "y", "n6"),
+    (7, 0, 25, 150.0, True, "a", "new", "n7"),
+]
+BUCKETS = {"user": {"features": ["city", "age", "device"], "method": "minmax"}}
+# uid -> (user_nums, user_ctgs, default_nums) for DAY_ONE with the fmap fitted on it:
+# age in [20, 40]; income in [100, 300] (NaN ignored); city a=1 b=2 c=3 (ties by value);
+# device offset 4 (after city's 3 values + unseen): x=5, y=6, null=4.
+EXPECTED_ONE = {
+    1: ([0.0], [2, 5], [0.0, 1.0]),
+    2: ([0.5], [1, 5], [0.0, 0.0]),
+    3: ([1.0], [2, 4], [1.0, 0.0]),
+    4: ([0.0], [3, 6], [0.5, 1.0]),
+    5: ([1.0], [1, 5], [0.0, 1.0]),
+}
+# DAY_TWO with the DAY_ONE fmap: out-of-range numbers clip, unseen categories get offset + 0.
+EXPECTED_TWO = {
+    6: ([1.0], [0, 6], [0.0, 0.0]),
+    7: ([0.25], [1, 4], [0.25, 1.0]),
+}
+
+
+@pytest.fixture
+def raw_job(workspace: str, write_table: Any, make_job: Any) -> Any:
+    """A job whose raw partition for DATE is DAY_ONE."""
+    job = make_job(workspace, buckets=BUCKETS, drop_columns=("note",))
+    write_table(job.layout.raw("ctr", DATE), DAY_ONE, RAW_SCHEMA)
+    return job
+
+
+def encoded_rows(spark: Any, uri: str) -> dict[int, tuple]:
+    frame = spark.read.parquet(uri)
+    assert frame.columns == ["uid", "label", "user_nums", "user_ctgs", "default_nums"]
+    return {
+        r["uid"]: (
+            [round(v, 6) for v in r["user_nums"]],
+            list(r["user_ctgs"]),
+            [round(v, 6) for v in r["default_nums"]],
+        )
+        for r in frame.collect()
+    }
+
+
+def test_fit_writes_fmap_and_encoded_table(spark: Any, raw_job: Any) -> None:
+    result = encode.run(spark, raw_job)
+    layout = raw_job.layout
+    assert result["rows"] == 5 and not result["fmap_reused"] and result["tfrecord"] is None
+    assert result["output"] == layout.encoded("ctr", DATE)
+    assert storage.is_complete(result["output"]) and storage.is_complete(
+        layout.femodel("ctr", DATE)
+    )
+
+    fmap = FeatureMap.load(result["fmap"])
+    assert result["fmap_checksum"] == fmap.checksum
+    assert [b.name for b in fmap.buckets] == ["user", "default"]
+    user, default = fmap.buckets
+    assert [(f.name, f.offset, f.size, f.meta) for f in user.nums] == [
+        ("age", 0, 1, {"min": 20.0, "max": 40.0})
+    ]
+    assert [(f.name, f.offset, f.size, f.meta["vocab"]) for f in user.ctgs] == [
+        ("city", 0, 4, ["a", "b", "c"]),
+        ("device", 4, 3, ["x", "y"]),
+    ]
+    assert user.ctgs_vocab_size == 7
+    assert [(f.name, f.dtype, f.offset, f.meta) for f in default.nums] == [
+        ("income", "double", 0, {"min": 100.0, "max": 300.0}),
+        ("active", "boolean", 1, {"min": 0.0, "max": 1.0}),
+    ]
+    assert default.ctgs == ()
+    assert fmap.input_columns() == ["user_nums", "user_ctgs", "default_nums"]
+    assert encoded_rows(spark, result["output"]) == EXPECTED_ONE
+
+
+def test_reused_fmap_clips_and_maps_unseen_to_index_zero(
+    spark: Any, raw_job: Any, write_table: Any, make_job: Any
+) -> None:
+    first = encode.run(spark, raw_job)
+    second_job = make_job(
+        raw_job.workspace, NEXT_DATE, buckets={}, model_date=DATE, drop_columns=("note",)
+    )
+    write_table(second_job.layout.raw("ctr", NEXT_DATE), DAY_TWO, RAW_SCHEMA)
+    second = encode.run(spark, second_job)
+    assert second["fmap_reused"] and second["fmap"] == first["fmap"]
+    assert second["fmap_checksum"] == first["fmap_checksum"]
+    assert encoded_rows(spark, second["output"]) == EXPECTED_TWO
+
+    refit = make_job(
+        raw_job.workspace,
+        NEXT_DATE,
+        options={"refit": True},
+        model_date=DATE,
+        drop_columns=("note",),
+    )
+    result = encode.run(spark, refit)
+    assert not result["fmap_reused"] and result["fmap"] == first["fmap"]
+    assert result["fmap_checksum"] != first["fmap_checksum"]
+    (bucket,) = FeatureMap.load(result["fmap"]).buckets
+    assert bucket.name == "default"
+    assert [f.meta["vocab"] for f in bucket.ctgs] == [["a", "zzz"], ["new", "y"]]
+
+
+def test_large_vocabularies_use_a_join_with_the_same_result(
+    spark: Any, raw_job: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(encode, "MAP_LOOKUP_LIMIT", 2)  # city (3 values) takes the join
+    result = encode.run(spark, raw_job)
+    assert encoded_rows(spark, result["output"]) == EXPECTED_ONE
+
+
+def test_many_categories_are_warned_about(
+    spark: Any, raw_job: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(encode, "MANY_CATEGORIES", 2)
+    with caplog.at_level(logging.WARNING, logger="spark_jobs.encode"):
+        encode.run(spark, raw_job)
+    assert "'city' has 3 categories" in caplog.text
+    assert "'device'" not in caplog.text
+
+
+def test_unknown_bucket_column_suggests_a_name(spark: Any, raw_job: Any, make_job: Any) -> None:
+    job = make_job(raw_job.workspace, buckets={"user": {"features": ["agee", "city"]}})
+    with pytest.raises(UnknownFeatureError, match="'user' lists 'agee'.*did you mean 'age'"):
+        encode.run(spark, job)
+    job = make_job(raw_job.workspace, buckets={"user": {"features": ["label"]}})
+    with pytest.raises(UnknownFeatureError, match="'label', which is a primary key, label"):
+        encode.run(spark, job)
+    job = make_job(raw_job.workspace, buckets={"user": {"features": ["age"], "method": "zscore"}})
+    with pytest.raises(EncodeError, match="method 'zscore' is not supported"):
+        encode.run(spark, job)
+    assert not storage.exists(job.layout.femodel("ctr", DATE))
+
+
+def test_unsupported_type_names_the_column(
+    spark: Any, workspace: str, write_table: Any, make_job: Any
+) -> None:
+    job = make_job(workspace)
+    write_table(
+        job.layout.raw("ctr", DATE), [(1, 0, [1, 2])], "uid long, label int, hist array<int>"
+    )
+    with pytest.raises(UnsupportedColumnTypeError, match="'hist' has type array<int>"):
+        encode.run(spark, job)
+
+
+def test_missing_raw_names_the_path(spark: Any, workspace: str, make_job: Any) -> None:
+    job = make_job(workspace)
+    with pytest.raises(
+        PartitionNotFoundError, match=f"run merge first.*{job.layout.raw('ctr', DATE)}"
+    ):
+        encode.run(spark, job)
+
+
+def test_reused_fmap_refuses_a_vanished_column(
+    spark: Any, raw_job: Any, write_table: Any, make_job: Any
+) -> None:
+    encode.run(spark, raw_job)
+    job = make_job(raw_job.workspace, NEXT_DATE, model_date=DATE)
+    write_table(
+        job.layout.raw("ctr", NEXT_DATE),
+        [(6, 1, 5, "a")],
+        "uid long, label int, agee int, city string",
+    )
+    with pytest.raises(UnknownFeatureError, match="needs column 'age' .*did you mean 'agee'"):
+        encode.run(spark, job)
+
+
+def test_demo_fmap_matches_the_raw_table(pipeline: Any, spark: Any) -> None:
+    result = pipeline.encode
+    assert result["rows"] == DEMO_ROWS
+    fmap = FeatureMap.load(result["fmap"])
+    assert [b.name for b in fmap.buckets] == ["user", "behaviour", "default"]
+    raw: pd.DataFrame = spark.read.parquet(pipeline.merge["output"]).toPandas()
+    user = fmap.bucket("user")
+    assert [f.name for f in user.nums] == ["age", "income"]
+    assert [(f.name, f.offset) for f in user.ctgs] == [("city", 0), ("device", 31)]
+    city = user.ctgs[0]
+    counts = raw["city"].value_counts()
+    expected = sorted(counts.index, key=lambda v: (-counts[v], v))
+    assert city.meta["vocab"] == expected and city.size == len(expected) + 1 == 31
+    income = user.nums[1]
+    assert income.meta == {"min": raw["income"].min(), "max": raw["income"].max()}
+    assert [f.name for f in fmap.bucket("default").nums] == ["dwell_time"]
+
+    encoded = spark.read.parquet(result["output"]).toPandas().set_index("uid")
+    assert list(encoded.columns) == ["label", *fmap.input_columns()]
+    sample = raw.dropna().head(5).set_index("uid")
+    for uid, row in sample.iterrows():
+        nums, ctgs = encoded.loc[uid, "user_nums"], encoded.loc[uid, "user_ctgs"]
+        span = income.meta["max"] - income.meta["min"]
+        assert nums[1] == pytest.approx((row["income"] - income.meta["min"]) / span, rel=1e-6)
+        assert ctgs[0] == city.offset + 1 + city.meta["vocab"].index(row["city"])

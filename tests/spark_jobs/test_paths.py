@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dlflow_airflow import storage
+from spark_jobs.paths import (
+    PartitionNotFoundError,
+    PlaceholderError,
+    discard,
+    latest_partition,
+    render_path,
+    require_complete,
+)
+
+
+def test_render_fills_every_placeholder() -> None:
+    path = render_path("{workspace}/up/{date}/{date_nodash}", workspace="/ws/", date="2026-03-04")
+    assert path == "file:///ws/up/2026-03-04/20260304"
+
+
+def test_render_keeps_escaped_braces() -> None:
+    assert render_path("/a/{{x}}/{date}", workspace="/ws", date="2026-03-04") == "/a/{x}/2026-03-04"
+
+
+def test_unknown_placeholder_is_named_with_the_allowed_ones() -> None:
+    with pytest.raises(
+        PlaceholderError, match=r"\{day\}.*\{workspace\}, \{date\}, \{date_nodash\}"
+    ):
+        render_path("/up/dt={day}", workspace="/ws", date="2026-03-04")
+
+
+@pytest.mark.parametrize("template", ["/up/{}", "/up/{date:%Y}", "/up/{date!r}", "/up/{date"])
+def test_malformed_placeholders_are_refused(template: str) -> None:
+    with pytest.raises(PlaceholderError, match="path"):
+        render_path(template, workspace="/ws", date="2026-03-04")
+
+
+def test_require_complete_names_the_path(tmp_path: Path) -> None:
+    missing = f"file://{tmp_path}/nothing/dt=2026-01-01"
+    with pytest.raises(PartitionNotFoundError, match=f"source 'x': no data at {missing}"):
+        require_complete(missing, "source 'x'")
+    (tmp_path / "half").mkdir()
+    with pytest.raises(PartitionNotFoundError, match=r"incomplete \(no _SUCCESS marker at .*half"):
+        require_complete(f"file://{tmp_path}/half", "source 'x'")
+
+
+def test_latest_partition_skips_incomplete_future_and_staging(tmp_path: Path) -> None:
+    root = f"file://{tmp_path}/model/TAG=m"
+    for day, complete in [("2026-01-01", True), ("2026-01-03", False), ("2026-01-05", True)]:
+        storage.write_text(f"{root}/dt={day}/model.keras", "x")
+        if complete:
+            storage.write_text(f"{root}/dt={day}/_SUCCESS", "")
+    storage.write_text(f"{root}/_staging/dt=2026-01-04-abc/_SUCCESS", "")
+    assert latest_partition(root, "2026-01-04") == f"{root}/dt=2026-01-01"
+    assert latest_partition(root, "2026-01-05") == f"{root}/dt=2026-01-05"
+    assert latest_partition(root, "2025-12-31") is None
+    assert latest_partition(f"file://{tmp_path}/absent", "2026-01-05") is None
+
+
+def test_discard_removes_a_folder_and_ignores_a_missing_one(tmp_path: Path) -> None:
+    storage.write_text(f"file://{tmp_path}/stage/part", "x")
+    discard(f"file://{tmp_path}/stage")
+    discard(f"file://{tmp_path}/stage")
+    assert not (tmp_path / "stage").exists()
