@@ -71,9 +71,39 @@ def _demo(args: argparse.Namespace) -> int:
     text, complete = render(pipeline, args.date)
     print(text)
     print(f"Finished in {time.monotonic() - started:.0f} s.")
+    print(f"To browse it in the Airflow UI: dlflow-airflow serve --home {args.home} (port 8080)")
     if code != 0 or not complete:
         print(f"The run did not complete (airflow exit code {code}); see {log}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import signal
+
+    from dlflow_airflow.local_airflow import LocalAirflow, LocalAirflowError
+
+    home = Path(args.home).resolve()
+    server = LocalAirflow(
+        home=home / "airflow",
+        dags_folder=Path(args.dags).resolve(),
+        port=args.port,
+        env={"DLFLOW_WORKSPACE": str(home / "workspace")},
+    )
+    # SIGTERM (docker stop, kill) stops the components like Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server.start()
+        print(f"Airflow UI: {server.url} (logs in {server.home / 'logs'}); Ctrl-C stops it.")
+        sys.stdout.flush()
+        server.wait()
+    except KeyboardInterrupt:
+        return 0
+    except LocalAirflowError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    finally:
+        server.stop()
     return 0
 
 
@@ -101,6 +131,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline", default="demo_ctr", help="pipeline file name without .yaml")
     p.add_argument("--verbose", action="store_true", help="show Airflow's output")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser(
+        "serve", help="keep a local Airflow (UI, scheduler) running on the demo's home"
+    )
+    p.add_argument("--home", default=".demo", help="the demo's folder (default .demo)")
+    p.add_argument("--dags", default="dags", help="the DAG folder (default ./dags)")
+    p.add_argument("--port", type=int, default=8080, help="UI and API port (default 8080)")
+    p.set_defaults(func=_serve)
     return parser
 
 

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG
+from airflow.sdk import DAG, Param
 
+from dlflow_airflow.assets import output_assets
 from dlflow_airflow.pipeline import Pipeline
 from dlflow_airflow.spec import PipelineSpec
 
@@ -32,20 +33,62 @@ def build_dag(pipeline: Pipeline) -> DAG:
             {"dlflow", f"feature:{spec.feature.tag}", f"model:{spec.model.tag}", *spec.tags}
         ),
         doc_md=_doc(pipeline),
+        params=run_params(pipeline),
     ) as dag:
-        tasks = {
-            name: pipeline.stages[name].kind.build_operator(pipeline.stages[name].context(spec))
-            for name in pipeline.order
-        }
+        tasks = {}
+        for name in pipeline.order:
+            stage = pipeline.stages[name]
+            task = stage.kind.build_operator(stage.context(spec))
+            if not task.outlets:
+                task.outlets = output_assets(
+                    stage.produces,
+                    workspace=spec.workspace,
+                    feature_tag=spec.feature.tag,
+                    model_tag=spec.model.tag,
+                )
+            external = [tag for tag in stage.needs if tag in spec.external]
+            if external and not task.inlets:
+                # Made by another DAG: the UI's asset graph links the two DAGs.
+                task.inlets = output_assets(
+                    external,
+                    workspace=spec.workspace,
+                    feature_tag=spec.feature.tag,
+                    model_tag=spec.model.tag,
+                )
+            tasks[name] = task
         for upstream, downstream in pipeline.edges:
             tasks[upstream] >> tasks[downstream]
     return dag
+
+
+def run_params(pipeline: Pipeline) -> dict[str, Param]:
+    """The trigger form's fields: ``force`` (recompute) and ``stages`` (run a subset)."""
+    return {
+        "force": Param(
+            False,
+            type="boolean",
+            title="Force",
+            description="Recompute every stage even when its output partition is complete "
+            "and its inputs and spec are unchanged.",
+        ),
+        "stages": Param(
+            [],
+            type="array",
+            examples=list(pipeline.order),  # the trigger form shows a multi-select
+            title="Stages",
+            description="Run only these stages (empty: all). The others are skipped; "
+            "their outputs must already exist.",
+        ),
+    }
 
 
 def default_args(spec: PipelineSpec) -> dict[str, Any]:
     args = spec.default_args
     out: dict[str, Any] = {
         "owner": args.owner,
+        # A skipped stage (up to date, or not in params.stages) must not skip the
+        # stages after it; a failed one still stops them.
+        "trigger_rule": "none_failed",
         "retries": args.retries,
         "retry_delay": timedelta(seconds=args.retry_delay_seconds),
     }

@@ -6,14 +6,30 @@ jobs (which read it to build model inputs). Pure Python: no numpy here.
 Features are grouped into *buckets*; inside a bucket, numeric features form
 one float vector ``<bucket>_nums`` and categorical features one int vector
 ``<bucket>_ctgs``. Each categorical feature owns the id range
-``[offset, offset + size)`` of its bucket, with id ``offset + 0`` reserved
-for unseen values and nulls, so one embedding table of
-``bucket.ctgs_vocab_size`` rows serves the whole bucket.
+``[offset, offset + size)`` of its bucket, so one embedding table of
+``bucket.ctgs_vocab_size`` rows serves the whole bucket. Inside that range
+(:attr:`FeatureMap.id_layout`):
+
+- ``offset + 0`` (:data:`UNSEEN_INDEX`): a value not in the vocabulary (unseen
+  at fit time, or dropped by ``min_count`` / ``max_size``);
+- ``offset + 1`` (:data:`NULL_INDEX`): a null;
+- ``offset + 2 + i`` (:data:`VOCAB_START`): ``meta["vocab"][i]``;
+
+so ``size == len(vocab) + 2``. Format 1 files (nulls and unseen values
+sharing ``offset + 0``, vocabulary from ``offset + 1``) are still read and
+encoded with their own layout, so a model trained on one keeps its inputs.
+
+A numeric feature takes ``size`` positions of its bucket's float vector: one
+for a scalar, ``n`` for an array of ``n`` numbers, one per key for a map
+(``meta["keys"]``). The fitted normaliser statistics live beside the fmap in
+``normalizers.json`` (:class:`Normalizers`). See ``docs/features.md``.
 
 Example::
 
-    fmap = FeatureMap.load("file:///ws/femodel/TAG=ctr_v1/dt=2026-01-01/fmap.json")
+    fmap = FeatureMap.load("file:///ws/femodel/TAG=ctr_v1/dt=2026-01-01")
     for bucket in fmap.buckets:
+        for kind, features in bucket.fields.items():
+            print(bucket.name, kind, [(f.name, f.offset, f.size) for f in features])
         print(bucket.nums_column, bucket.nums_width, bucket.ctgs_column, bucket.ctgs_vocab_size)
 """
 
@@ -25,8 +41,33 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 FMAP_FILE = "fmap.json"
-FORMAT_VERSION = 1
+NORMALIZERS_FILE = "normalizers.json"
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
+NORMALIZERS_FORMAT = 1
 UNSEEN_INDEX = 0
+NULL_INDEX = 1
+VOCAB_START = 2
+
+
+@dataclass(frozen=True)
+class IdLayout:
+    """Where, relative to a categorical feature's offset, its ids go.
+
+    :param unseen: the id of a value not in the vocabulary.
+    :param null: the id of a null.
+    :param first: the id of ``vocab[0]``; ``vocab[i]`` is ``first + i``.
+    """
+
+    unseen: int
+    null: int
+    first: int
+
+
+ID_LAYOUTS = {
+    1: IdLayout(unseen=0, null=0, first=1),
+    2: IdLayout(UNSEEN_INDEX, NULL_INDEX, VOCAB_START),
+}
 
 
 class FmapError(ValueError):
@@ -39,13 +80,15 @@ class Feature:
 
     :param name: the raw column name.
     :param dtype: the raw Spark type name (``double``, ``string``...).
-    :param size: width in the bucket vector (numerics) or vocabulary size
-        including the reserved unseen index (categoricals).
+    :param size: width in the bucket vector (numerics) or number of ids
+        (categoricals: the vocabulary plus the reserved unseen and null ids).
     :param offset: start inside the bucket vector (numerics) or the bucket's
         id space (categoricals).
-    :param meta: fitted facts: ``min``/``max`` for numerics, ``vocab`` for
-        categoricals (index ``i + 1`` is ``vocab[i]``).
+    :param meta: fitted facts: ``vocab`` for categoricals (id ``offset + 2 + i``
+        is ``vocab[i]``; see :class:`IdLayout`), ``keys`` for maps (position
+        ``offset + i`` is ``keys[i]``).
     :param encode: whether the value is transformed (False: passed as is).
+    :param shape: ``(1,)`` for a scalar, ``(n,)`` for an array or a map of ``n`` keys.
     """
 
     name: str
@@ -59,12 +102,24 @@ class Feature:
 
 @dataclass(frozen=True)
 class Bucket:
-    """A group of features that share one numeric vector and one id space."""
+    """A group of features that share one numeric vector and one id space.
+
+    :param method: the normaliser of the numeric vector (``minmax``, ``zscore``, ``pnorm``).
+    :param params: the normaliser's parameters, as configured.
+    :param encode: False when the numeric values are passed through untouched.
+    """
 
     name: str
     method: str
     nums: tuple[Feature, ...] = ()
     ctgs: tuple[Feature, ...] = ()
+    params: dict[str, Any] = field(default_factory=dict)
+    encode: bool = True
+
+    @property
+    def fields(self) -> dict[str, tuple[Feature, ...]]:
+        """The bucket's non-empty fields by kind: ``{"nums": ..., "ctgs": ...}``."""
+        return {kind: feats for kind, feats in (("nums", self.nums), ("ctgs", self.ctgs)) if feats}
 
     @property
     def nums_column(self) -> str:
@@ -96,6 +151,12 @@ class FeatureMap:
     primary_keys: tuple[str, ...]
     labels: tuple[str, ...]
     buckets: tuple[Bucket, ...]
+    format: int = FORMAT_VERSION
+
+    @property
+    def id_layout(self) -> IdLayout:
+        """The reserved ids and the vocabulary start of every categorical feature."""
+        return ID_LAYOUTS[self.format]
 
     @property
     def features(self) -> tuple[Feature, ...]:
@@ -106,6 +167,12 @@ class FeatureMap:
             if bucket.name == name:
                 return bucket
         raise KeyError(f"no bucket {name!r}; buckets: {[b.name for b in self.buckets]}")
+
+    def feature(self, name: str) -> Feature:
+        for feature in self.features:
+            if feature.name == name:
+                return feature
+        raise KeyError(f"no feature {name!r} in the fmap of {self.feature_tag}/{self.model_date}")
 
     def input_columns(self) -> list[str]:
         """The encoded-table columns a model reads, in a stable order."""
@@ -119,7 +186,7 @@ class FeatureMap:
 
     def to_dict(self) -> dict[str, Any]:
         body = {
-            "format": FORMAT_VERSION,
+            "format": self.format,
             "feature_tag": self.feature_tag,
             "model_date": self.model_date,
             "primary_keys": list(self.primary_keys),
@@ -128,6 +195,8 @@ class FeatureMap:
                 {
                     "name": b.name,
                     "method": b.method,
+                    "params": dict(b.params),
+                    "encode": b.encode,
                     "nums": [_feature_dict(f) for f in b.nums],
                     "ctgs": [_feature_dict(f) for f in b.ctgs],
                 }
@@ -147,8 +216,11 @@ class FeatureMap:
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "<fmap>") -> FeatureMap:
         try:
-            if data.get("format") != FORMAT_VERSION:
-                raise FmapError(f"format {data.get('format')!r}, expected {FORMAT_VERSION}")
+            if data.get("format") not in READABLE_FORMATS:
+                raise FmapError(
+                    f"format {data.get('format')!r}, this version reads formats "
+                    f"{', '.join(map(str, READABLE_FORMATS))}; refit it (encode option refit: true)"
+                )
             expected = data.get("checksum")
             body = {k: v for k, v in data.items() if k != "checksum"}
             if expected != _checksum(body):
@@ -159,6 +231,8 @@ class FeatureMap:
                     method=b["method"],
                     nums=tuple(_feature(f) for f in b["nums"]),
                     ctgs=tuple(_feature(f) for f in b["ctgs"]),
+                    params=dict(b.get("params", {})),
+                    encode=bool(b.get("encode", True)),
                 )
                 for b in data["buckets"]
             )
@@ -168,6 +242,7 @@ class FeatureMap:
                 primary_keys=tuple(data["primary_keys"]),
                 labels=tuple(data["labels"]),
                 buckets=buckets,
+                format=int(data["format"]),
             )
         except FmapError as exc:
             raise FmapError(f"{source}: {exc}") from None
@@ -193,6 +268,72 @@ class FeatureMap:
 
         uri = f"{femodel_uri}/{FMAP_FILE}"
         storage.write_text(uri, self.to_json())
+        return uri
+
+
+@dataclass(frozen=True)
+class Normalizers:
+    """The fitted statistics of every bucket's normaliser, saved beside the fmap.
+
+    ``stats[bucket][feature]`` maps a statistic name (``min``/``max`` for
+    minmax, ``mean``/``std`` for zscore; pnorm and ``encode: false`` fit
+    nothing) to one value per element of the feature (one for a scalar, one
+    per position of an array, one per key of a map). A null statistic means
+    the feature was null in every row.
+    """
+
+    fmap_checksum: str
+    stats: dict[str, dict[str, dict[str, list[float | None]]]] = field(default_factory=dict)
+
+    def of(self, bucket: str, feature: str) -> dict[str, list[float | None]]:
+        return self.stats.get(bucket, {}).get(feature, {})
+
+    def to_dict(self) -> dict[str, Any]:
+        body = {
+            "format": NORMALIZERS_FORMAT,
+            "fmap_checksum": self.fmap_checksum,
+            "stats": self.stats,
+        }
+        body["checksum"] = _checksum(body)
+        return body
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "<normalizers>") -> Normalizers:
+        body = {k: v for k, v in data.items() if k != "checksum"}
+        if data.get("format") != NORMALIZERS_FORMAT:
+            raise FmapError(
+                f"{source}: format {data.get('format')!r}, expected {NORMALIZERS_FORMAT}"
+            )
+        if data.get("checksum") != _checksum(body):
+            raise FmapError(
+                f"{source}: checksum mismatch: the file was changed after it was written"
+            )
+        try:
+            return cls(fmap_checksum=str(data["fmap_checksum"]), stats=dict(data["stats"]))
+        except (KeyError, TypeError) as exc:
+            raise FmapError(f"{source}: malformed normalizer statistics ({exc!r})") from None
+
+    @classmethod
+    def load(cls, femodel_uri: str, fmap: FeatureMap) -> Normalizers:
+        """Read ``normalizers.json`` and check it was fitted with ``fmap``."""
+        from dlflow_airflow import storage
+
+        uri = f"{femodel_uri}/{NORMALIZERS_FILE}"
+        if not storage.exists(uri):
+            raise FmapError(f"no normalizer statistics at {uri} (beside the fmap)")
+        loaded = cls.from_dict(json.loads(storage.read_text(uri)), source=uri)
+        if loaded.fmap_checksum != fmap.checksum:
+            raise FmapError(
+                f"{uri} belongs to fmap {loaded.fmap_checksum}, not to {fmap.checksum}; "
+                "refit the femodel partition"
+            )
+        return loaded
+
+    def save(self, femodel_uri: str) -> str:
+        from dlflow_airflow import storage
+
+        uri = f"{femodel_uri}/{NORMALIZERS_FILE}"
+        storage.write_text(uri, json.dumps(self.to_dict(), indent=1, sort_keys=True))
         return uri
 
 

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from dlflow_airflow.errors import Issue, SpecError
 
@@ -72,10 +79,47 @@ class ModelSpec(StrictModel):
 
 
 class BucketSpec(StrictModel):
-    """A group of features that share one numeric vector and one embedding id space."""
+    """A group of features that share one numeric vector and one embedding id space.
+
+    :param features: the raw columns in this bucket.
+    :param encode: False passes numeric values through untouched (nulls become 0).
+    :param method: how the bucket's numeric vector is normalised.
+    :param params: the method's parameters: minmax ``min``/``max`` (the output
+        range, default 0 and 1), zscore ``with_mean``/``with_std`` (default
+        true), pnorm ``p`` (default 2).
+    :param min_count: a category seen fewer times is left out of the vocabulary.
+    :param max_size: keep at most this many categories (the most frequent).
+    """
 
     features: list[Name] = Field(min_length=1)
-    method: Literal["minmax"] = "minmax"
+    encode: bool = True
+    method: Literal["minmax", "zscore", "pnorm"] = "minmax"
+    params: dict[str, float | int | bool] = {}
+    min_count: int = Field(default=1, ge=1)
+    max_size: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _check_params(self) -> BucketSpec:
+        allowed = BUCKET_PARAMS[self.method]
+        unknown = sorted(set(self.params) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"params {unknown} do not apply to method {self.method!r}; "
+                f"allowed: {', '.join(allowed)}"
+            )
+        low, high = self.params.get("min", 0.0), self.params.get("max", 1.0)
+        if self.method == "minmax" and not float(low) < float(high):
+            raise ValueError(f"params.min ({low}) must be below params.max ({high})")
+        if self.method == "pnorm" and float(self.params.get("p", 2)) < 1:
+            raise ValueError(f"params.p must be at least 1, got {self.params['p']}")
+        return self
+
+
+BUCKET_PARAMS: dict[str, tuple[str, ...]] = {
+    "minmax": ("min", "max"),
+    "zscore": ("with_mean", "with_std"),
+    "pnorm": ("p",),
+}
 
 
 class SparkSpec(StrictModel):

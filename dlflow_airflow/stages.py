@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from dlflow_airflow.dependencies import Dependency
+from dlflow_airflow.layout import check_date
 from dlflow_airflow.registry import StageContext, StageKind
 
 RAW_FEATURE = "RAW_FEATURE"
@@ -16,6 +18,7 @@ TRAINED_MODEL = "TRAINED_MODEL"
 EVALUATE_RESULT = "EVALUATE_RESULT"
 PREDICT_RESULT = "PREDICT_RESULT"
 DEMO_UPSTREAM = "DEMO_UPSTREAM"
+UPSTREAM_READY = "UPSTREAM_READY"
 
 Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
@@ -43,9 +46,71 @@ class FeatureSource(TableSource):
     keys: list[Name] | None = None
 
 
+class SeedSource(_Options):
+    """The seed: a dated table ``path`` or a ``sql`` file (placeholders allowed in both)."""
+
+    path: str | None = None
+    sql: str | None = None
+    format: Literal["parquet", "orc", "json", "csv"] = "parquet"
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SeedSource:
+        if (self.path is None) == (self.sql is None):
+            raise ValueError("give exactly one of 'path' or 'sql'")
+        return self
+
+
+class SqlStep(_Options):
+    file: str
+    join_keys: list[Name] | None = None
+
+
+class CountMissingStep(_Options):
+    columns: list[Name] | None = None
+    prefix: Name = "missing"
+
+
+class FillMissingStep(_Options):
+    by_type: dict[str, str | int | float | bool] = {}
+    columns: dict[Name, str | int | float | bool] = {}
+
+
+class MergeStep(_Options):
+    """One step: exactly one of ``sql``, ``count_missing`` or ``fill_missing``."""
+
+    sql: SqlStep | None = None
+    count_missing: CountMissingStep | None = None
+    fill_missing: FillMissingStep | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> MergeStep:
+        if len(self.model_dump(exclude_none=True)) != 1:
+            raise ValueError("a step is exactly one of sql, count_missing, fill_missing")
+        return self
+
+
 class MergeOptions(_Options):
-    seed: TableSource
+    """See ``docs/features.md``: seed, sources, dependencies, steps, unique_check."""
+
+    seed: SeedSource
     sources: list[FeatureSource] = []
+    dependencies: dict[Name, Dependency] = {}
+    steps: list[MergeStep] = []
+    unique_check: bool = True
+
+
+class WaitUpstreamOptions(_Options):
+    """:param dependencies: what to wait for (the same shape as merge's).
+    :param poke_interval_seconds: seconds between checks.
+    :param timeout_hours: fail after waiting this long.
+    :param mode: ``reschedule`` frees the worker slot between checks.
+    :param deferrable: wait in Airflow's triggerer instead (no worker slot at all)."""
+
+    dependencies: dict[Name, Dependency] = Field(min_length=1)
+    poke_interval_seconds: int = Field(default=300, ge=10)
+    timeout_hours: float = Field(default=24, gt=0)
+    mode: Literal["reschedule", "poke"] = "reschedule"
+    deferrable: bool = False
 
 
 class EncodeOptions(_Options):
@@ -54,12 +119,209 @@ class EncodeOptions(_Options):
     refit: bool = False
 
 
+TF_METRICS = (
+    "auc",
+    "pr_auc",
+    "log_loss",
+    "accuracy",
+    "calibration",
+    "positive_rate",
+    "mean_score",
+    "mse",
+    "mae",
+    "r2",
+    "rows",
+)
+"""Metrics the evaluate job computes (the first six for classifiers, then regressors)."""
+
+
+class Resources(_Options):
+    """Container resources. :param requests: e.g. ``{cpu: "2", memory: 4Gi}``.
+
+    :param limits: the same keys as ``requests``.
+    :param gpus: GPUs requested (``nvidia.com/gpu`` on Kubernetes, a device request on Docker).
+    """
+
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    gpus: int = Field(default=0, ge=0, le=64)
+
+
+class KubernetesVolume(_Options):
+    """A volume mounted into the job's pod: exactly one of the sources.
+
+    :param claim_name: a PersistentVolumeClaim. :param host_path: a node folder.
+    :param config_map: a ConfigMap. :param secret: a Secret.
+    """
+
+    name: Name
+    mount_path: str = Field(pattern=r"^/")
+    read_only: bool = False
+    claim_name: str | None = None
+    host_path: str | None = None
+    config_map: str | None = None
+    secret: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> KubernetesVolume:
+        sources = [self.claim_name, self.host_path, self.config_map, self.secret]
+        if sum(s is not None for s in sources) != 1:
+            raise ValueError(
+                "a volume needs exactly one of claim_name, host_path, config_map, secret"
+            )
+        return self
+
+
+class KubernetesSettings(_Options):
+    """Where and how a TF job runs as a pod (``runner: kubernetes``)."""
+
+    image: str = Field(min_length=1)
+    namespace: str = "default"
+    conn_id: str = "kubernetes_default"
+    in_cluster: bool | None = None
+    service_account: str | None = None
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = None
+    resources: Resources = Resources()
+    env: dict[str, str] = {}
+    volumes: list[KubernetesVolume] = []
+    node_selector: dict[str, str] = {}
+    labels: dict[str, str] = {}
+    startup_timeout_seconds: int = Field(default=600, ge=1)
+
+
+class DockerMount(_Options):
+    """A bind mount (``source`` is a host path) or a named volume."""
+
+    source: str = Field(min_length=1)
+    target: str = Field(pattern=r"^/")
+    type: Literal["bind", "volume"] = "bind"
+    read_only: bool = False
+
+
+class DockerSettings(_Options):
+    """Where and how a TF job runs as a container (``runner: docker``)."""
+
+    image: str = Field(min_length=1)
+    docker_url: str | None = None
+    network_mode: str | None = None
+    env: dict[str, str] = {}
+    mounts: list[DockerMount] = []
+    cpus: float | None = Field(default=None, gt=0)
+    mem_limit: str | None = None
+    gpus: int = Field(default=0, ge=0, le=64)
+    auto_remove: Literal["never", "success", "force"] = "success"
+
+
 class TfJobOptions(_Options):
-    runner: Literal["local"] = "local"
+    """Options shared by the train and evaluate stages (see docs/models.md).
+
+    :param runner: where the job runs: ``local`` (a subprocess of the worker),
+        ``kubernetes`` (a pod) or ``docker`` (a container).
+    :param input: ``parquet`` (the encoded table) or ``tfrecord`` (encode's TFRecords).
+    :param kubernetes: pod settings; required with ``runner: kubernetes``.
+    :param docker: container settings; required with ``runner: docker``.
+    """
+
+    runner: Literal["local", "kubernetes", "docker"] = "local"
+    input: Literal["parquet", "tfrecord"] = "parquet"
+    shuffle: bool = True
+    shuffle_buffer: int = Field(default=65_536, ge=1)
+    seed: int = 42
+    threads: int | None = Field(default=None, ge=1)
+    kubernetes: KubernetesSettings | None = None
+    docker: DockerSettings | None = None
+
+    @model_validator(mode="after")
+    def _runner_settings(self) -> TfJobOptions:
+        for backend in ("kubernetes", "docker"):
+            given = getattr(self, backend) is not None
+            if self.runner == backend and not given:
+                raise ValueError(f"runner {backend!r} needs a {backend!r} block (at least image)")
+            if self.runner != backend and given:
+                raise ValueError(f"a {backend!r} block is only read with runner: {backend}")
+        return self
+
+
+class TrainOptions(TfJobOptions):
+    """:param workers: local training processes (MultiWorkerMirroredStrategy when > 1).
+
+    :param warm_start: ``none``, ``latest`` (the newest earlier model of the
+        same tag) or a model date to start from.
+    :param checkpoint_every_steps: steps between checkpoints; a retried task resumes.
+    """
+
+    workers: int = Field(default=1, ge=1, le=32)
+    warm_start: str = "none"
+    checkpoint_every_steps: int = Field(default=500, ge=1)
+
+    @field_validator("warm_start")
+    @classmethod
+    def _check_warm_start(cls, value: str) -> str:
+        if value in ("none", "latest"):
+            return value
+        try:
+            return check_date(value)
+        except ValueError:
+            raise ValueError("expected 'none', 'latest' or a model date YYYY-MM-DD") from None
+
+    @model_validator(mode="after")
+    def _local_workers(self) -> TrainOptions:
+        if self.workers > 1 and self.runner != "local":
+            raise ValueError("workers > 1 runs local processes; it needs runner: local")
+        return self
+
+
+class GateBound(_Options):
+    """Bounds one metric must meet for the model to be blessed."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> GateBound:
+        if self.min is None and self.max is None:
+            raise ValueError("a gate bound needs min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+class EvaluateOptions(TfJobOptions):
+    """:param gate: ``{metric: {min: x, max: y}}``; a model that meets all is blessed.
+
+    :param gate_miss: ``warn`` (the task succeeds, the model is not blessed) or ``fail``.
+    :param plots: write ROC / PR / calibration PNGs (or residual plots) beside metrics.json.
+    :param batch_size: rows per scoring step.
+    """
+
+    shuffle: bool = False
+    gate: dict[str, GateBound] = {}
+    gate_miss: Literal["warn", "fail"] = "warn"
+    plots: bool = True
+    batch_size: int = Field(default=8192, ge=1, le=1_000_000)
+
+    @field_validator("gate")
+    @classmethod
+    def _known_metrics(cls, value: dict[str, GateBound]) -> dict[str, GateBound]:
+        unknown = sorted(set(value) - set(TF_METRICS))
+        if unknown:
+            raise ValueError(
+                f"unknown gate metric {unknown}; known metrics: {', '.join(TF_METRICS)}"
+            )
+        return value
 
 
 class PredictOptions(_Options):
+    """:param batch_size: rows per Arrow batch fed to the model.
+    :param pass_through: encoded columns copied into the predictions (e.g. labels).
+    :param allow_empty: an empty input commits an empty prediction instead of failing.
+    :param tf_threads: TensorFlow threads per Spark task; 0 = ``spark.task.cpus``.
+    """
+
     batch_size: int = Field(default=4096, ge=1, le=1_000_000)
+    pass_through: list[Name] = []
+    allow_empty: bool = False
+    tf_threads: int = Field(default=0, ge=0, le=256)
 
 
 class _SparkStage(StageKind):
@@ -75,23 +337,25 @@ class _SparkStage(StageKind):
             conn_id=spark.conn_id,
             conf={k: str(v) for k, v in spark.conf.items()},
             spark_python=spark.python,
+            # A user's model (``model.name: pkg.module:attr``) must reach the executors too.
+            ship_modules=[ctx.spec.model.name] if ":" in ctx.spec.model.name else [],
             **ctx.task_kwargs(),
         )
 
 
 class _TfStage(StageKind):
+    """A ``tf_jobs`` program; the runner (one lookup) builds the task that runs it."""
+
     job: str
     Options = TfJobOptions
 
-    def build_operator(self, ctx: StageContext):
-        from dlflow_airflow.operators.tf import DlflowTfJobOperator
+    def needed_tags(self, options: TfJobOptions) -> tuple[str, ...]:
+        return (*self.needs, TFRECORD_FEATURE) if options.input == "tfrecord" else self.needs
 
-        return DlflowTfJobOperator(
-            job=self.job,
-            job_body=ctx.job_body(),
-            runner=ctx.options.runner,
-            **ctx.task_kwargs(),
-        )
+    def build_operator(self, ctx: StageContext):
+        from dlflow_airflow.operators.tf import build_tf_task
+
+        return build_tf_task(self.job, ctx.job_body(), ctx.options, ctx.task_kwargs())
 
 
 class DemoDataStage(_SparkStage):
@@ -126,12 +390,14 @@ class TrainStage(_TfStage):
     job = "train"
     needs = (ENCODED_FEATURE, FMAP)
     produces = (TRAINED_MODEL,)
+    Options = TrainOptions
 
 
 class EvaluateStage(_TfStage):
     job = "evaluate"
     needs = (ENCODED_FEATURE, FMAP, TRAINED_MODEL)
     produces = (EVALUATE_RESULT,)
+    Options = EvaluateOptions
 
 
 class PredictStage(_SparkStage):
@@ -141,6 +407,28 @@ class PredictStage(_SparkStage):
     Options = PredictOptions
 
 
+class WaitUpstreamStage(StageKind):
+    """Waits (reschedule mode, or deferred to the triggerer) until every dependency passes
+    its checkers."""
+
+    produces = (UPSTREAM_READY,)
+    Options = WaitUpstreamOptions
+
+    def build_operator(self, ctx: StageContext):
+        from dlflow_airflow.sensors import UpstreamPartitionSensor
+
+        options: WaitUpstreamOptions = ctx.options
+        return UpstreamPartitionSensor(
+            dependencies={k: v.model_dump(mode="json") for k, v in options.dependencies.items()},
+            workspace=ctx.spec.workspace,
+            poke_interval=options.poke_interval_seconds,
+            timeout=options.timeout_hours * 3600,
+            mode=options.mode,
+            deferrable=options.deferrable,
+            **ctx.task_kwargs(),
+        )
+
+
 BUILTIN_KINDS: dict[str, type[StageKind]] = {
     "demo_data": DemoDataStage,
     "merge": MergeStage,
@@ -148,4 +436,5 @@ BUILTIN_KINDS: dict[str, type[StageKind]] = {
     "train": TrainStage,
     "evaluate": EvaluateStage,
     "predict": PredictStage,
+    "wait_upstream": WaitUpstreamStage,
 }

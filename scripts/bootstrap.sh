@@ -9,6 +9,19 @@ if ! command -v java >/dev/null 2>&1; then
   exit 1
 fi
 
+# The UI test drives Debian's Chromium (headless) through its chromedriver.
+if ! { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; }; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing chromium and chromium-driver (for the browser test)..."
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      chromium chromium-driver >/dev/null
+  else
+    echo "note: chromium / chromium-driver missing; the browser test will fail" \
+      "(as root: apt-get install chromium chromium-driver)." >&2
+  fi
+fi
+
 PYTHON=${PYTHON:-}
 if [ -z "$PYTHON" ]; then
   for candidate in python3.11 python3; do
@@ -32,5 +45,5 @@ fi
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 echo "Installing dlflow-airflow and its dependencies into .venv (first run: a few minutes)..."
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -c constraints.txt -e '.[test]'
+.venv/bin/python -m pip install --quiet -c constraints.txt -e '.[test,kubernetes,docker]'
 echo "$want" > "$stamp"

@@ -1,14 +1,17 @@
-"""Encode: raw features -> fmap + encoded table (+ optional TFRecords), for one date.
+"""Encode: raw features -> fmap + normaliser statistics + encoded table (+ TFRecords).
 
-Reads ``layout.raw(feature.tag, date)``. The fmap lives at
-``layout.femodel(feature.tag, model_date)``: an existing one is reused (so a
+Reads ``layout.raw(feature.tag, date)``. The fmap (``fmap.json``) and the
+normaliser statistics (``normalizers.json``) live together at
+``layout.femodel(feature.tag, model_date)``: existing ones are reused (so a
 model date's encoding stays fixed while new dates are encoded with it) unless
-``options.refit`` is true; otherwise it is fitted on this date's data.
+``options.refit`` is true; otherwise they are fitted on this date's data.
 
-Every transform is a Spark expression: min-max scaling for numerics; for
-categoricals a literal-map lookup (small vocabularies) or a broadcast join
-(large ones). Output columns are exactly the primary keys, the labels and
-:meth:`FeatureMap.input_columns`.
+Every transform is a Spark expression (see :mod:`spark_jobs.normalizers`);
+categoricals use a literal-map lookup (small vocabularies) or a broadcast join
+(large ones), with distinct reserved ids for unseen values and nulls
+(:class:`~dlflow_airflow.fmap.IdLayout`). Output columns are exactly the
+primary keys, the labels and :meth:`FeatureMap.input_columns`. Column types:
+:mod:`spark_jobs.feature_types`.
 
 Options: ``refit`` (bool), ``tfrecord`` (bool), ``tfrecord_compression``
 (``none`` | ``gzip``).
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -26,27 +29,51 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from dlflow_airflow import storage
-from dlflow_airflow.fmap import FMAP_FILE, UNSEEN_INDEX, Bucket, Feature, FeatureMap
+from dlflow_airflow.fmap import (
+    FMAP_FILE,
+    FORMAT_VERSION,
+    ID_LAYOUTS,
+    NORMALIZERS_FILE,
+    VOCAB_START,
+    Bucket,
+    Feature,
+    FeatureMap,
+    IdLayout,
+    Normalizers,
+)
 from dlflow_airflow.jobconf import JobConfig
+from spark_jobs import vocabulary
+from spark_jobs.feature_types import (
+    ARRAY,
+    MAP,
+    SCALAR,
+    STRING,
+    EncodeError,
+    UnknownFeatureError,
+    UnsupportedColumnTypeError,
+    as_double,
+    column_type,
+    dtype_category,
+    element_values,
+)
+from spark_jobs.normalizers import METHODS, fitted_names, normalize, pnorm, statistic_aggs
 from spark_jobs.paths import discard, latest_partition, require_complete
 from spark_jobs.session import run_job
 from spark_jobs.tfrecord import COMPRESSIONS, write_tfrecords
 
+__all__ = [
+    "EncodeError",
+    "UnknownFeatureError",
+    "UnsupportedColumnTypeError",
+    "fit_fmap",
+    "encode_frame",
+    "run",
+]
+
 log = logging.getLogger(__name__)
 
 DEFAULT_BUCKET = "default"
-METHODS = ("minmax",)
-NUMERIC_TYPES = (
-    T.BooleanType,
-    T.ByteType,
-    T.ShortType,
-    T.IntegerType,
-    T.LongType,
-    T.FloatType,
-    T.DoubleType,
-    T.DecimalType,
-)
-MANY_CATEGORIES = 1000
+MANY_CATEGORIES = vocabulary.MANY_CATEGORIES
 # Vocabularies up to this size become a literal map in the plan; larger ones
 # are looked up through a broadcast hash join, since a map lookup scans its
 # keys. Measured (2M rows, 2 cores): even at ~30 values, the join 2x faster at
@@ -54,16 +81,34 @@ MANY_CATEGORIES = 1000
 MAP_LOOKUP_LIMIT = 64
 
 
-class EncodeError(ValueError):
-    """The raw table, bucket config or fmap cannot be encoded."""
+@dataclass(frozen=True)
+class BucketConf:
+    """One bucket as configured (``buckets.<name>`` in the pipeline YAML)."""
 
+    name: str
+    method: str = "minmax"
+    params: dict[str, Any] = field(default_factory=dict)
+    encode: bool = True
+    min_count: int = 1
+    max_size: int | None = None
+    features: tuple[str, ...] = ()
 
-class UnsupportedColumnTypeError(EncodeError):
-    """A feature column has a type encode does not handle."""
-
-
-class UnknownFeatureError(EncodeError):
-    """A bucket or an fmap names a column the raw table does not have."""
+    @classmethod
+    def from_job(cls, name: str, conf: dict[str, Any]) -> BucketConf:
+        method = conf.get("method") or "minmax"
+        if method not in METHODS:
+            raise EncodeError(
+                f"bucket {name!r}: method {method!r} is not supported; use {', '.join(METHODS)}"
+            )
+        return cls(
+            name=name,
+            method=method,
+            params=dict(conf.get("params") or {}),
+            encode=bool(conf.get("encode", True)),
+            min_count=int(conf.get("min_count") or 1),
+            max_size=conf.get("max_size"),
+            features=tuple(conf.get("features") or ()),
+        )
 
 
 # ---------------------------------------------------------------- planning
@@ -75,52 +120,34 @@ def feature_fields(schema: T.StructType, job: JobConfig) -> list[T.StructField]:
     return [f for f in schema.fields if f.name not in reserved]
 
 
-def kind_of(field: T.StructField) -> str:
-    """``nums`` or ``ctgs`` for a feature column; raises for other types."""
-    if isinstance(field.dataType, NUMERIC_TYPES):
-        return "nums"
-    if isinstance(field.dataType, T.StringType):
-        return "ctgs"
-    raise UnsupportedColumnTypeError(
-        f"feature column {field.name!r} has type {field.dataType.simpleString()}, which encode "
-        "does not support: numeric columns become nums, string columns ctgs "
-        "(drop it with feature.drop_columns)"
-    )
-
-
 def plan_buckets(
     fields: list[T.StructField], job: JobConfig, all_columns: list[str]
-) -> dict[str, tuple[str, list[str]]]:
-    """Bucket name -> (method, feature names), leftovers in ``default``."""
+) -> list[BucketConf]:
+    """The non-empty buckets with their features; leftovers go to ``default``."""
     names = [f.name for f in fields]
-    plan: dict[str, tuple[str, list[str]]] = {}
+    plan: dict[str, BucketConf] = {}
     placed: dict[str, str] = {}
     for bucket, conf in job.buckets.items():
-        method = conf.get("method", "minmax")
-        if method not in METHODS:
-            raise EncodeError(
-                f"bucket {bucket!r}: method {method!r} is not supported; use {', '.join(METHODS)}"
-            )
-        members = list(conf.get("features", []))
-        for name in members:
+        parsed = BucketConf.from_job(bucket, conf)
+        for name in parsed.features:
             if name not in names:
-                raise UnknownFeatureError(_unknown_feature(bucket, name, names, all_columns, job))
+                raise UnknownFeatureError(_unknown_feature(bucket, name, names, all_columns))
             if name in placed:
                 raise EncodeError(
                     f"feature {name!r} is in two buckets: {placed[name]!r} and {bucket!r}"
                 )
             placed[name] = bucket
-        plan[bucket] = (method, members)
-    rest = [n for n in names if n not in placed]
+        plan[bucket] = parsed
+    rest = tuple(n for n in names if n not in placed)
     if rest:
-        method, members = plan.get(DEFAULT_BUCKET, ("minmax", []))
-        plan[DEFAULT_BUCKET] = (method, members + rest)
-    return {b: spec for b, spec in plan.items() if spec[1]}
+        default = plan.get(DEFAULT_BUCKET, BucketConf(DEFAULT_BUCKET))
+        plan[DEFAULT_BUCKET] = BucketConf(
+            **{**default.__dict__, "features": (*default.features, *rest)}
+        )
+    return [conf for conf in plan.values() if conf.features]
 
 
-def _unknown_feature(
-    bucket: str, name: str, names: list[str], all_columns: list[str], job: JobConfig
-) -> str:
+def _unknown_feature(bucket: str, name: str, names: list[str], all_columns: list[str]) -> str:
     if name in all_columns:
         return (
             f"bucket {bucket!r} lists {name!r}, which is a primary key, label or dropped "
@@ -137,102 +164,141 @@ def _unknown_feature(
 
 
 def numeric_value(column: str, data_type: T.DataType) -> Column:
-    """A feature as a double: booleans 0/1, NaN as null."""
-    value = F.col(column)
-    if isinstance(data_type, T.BooleanType):
-        value = value.cast("int")
-    value = value.cast("double")
-    if isinstance(data_type, (T.FloatType, T.DoubleType)):
-        value = F.nanvl(value, F.lit(None).cast("double"))
-    return value
+    """A scalar feature as a double: booleans 0/1, NaN as null."""
+    return as_double(F.col(column), data_type)
 
 
-def fit_fmap(frame: DataFrame, job: JobConfig, model_date: str) -> FeatureMap:
-    """Fit every bucket's features on ``frame``: one agg for min/max, one for vocabularies."""
+def _stats(row: Any, prefix: str) -> dict[str, float | None]:
+    return {name: _float(row[f"{prefix}{name}"]) for name in ("min", "max", "mean", "std")}
+
+
+def _probe_array_sizes(frame: DataFrame, arrays: list[str]) -> dict[str, int]:
+    """Each array column's size in its first non-null row (a short job each), so the
+    statistics of its positions join the one fit aggregation, which then checks
+    that every row has that size."""
+    sizes = {}
+    for name in arrays:
+        first = frame.where(F.col(name).isNotNull()).select(F.size(name).alias("n")).first()
+        if first is None:
+            raise EncodeError(
+                f"array column {name!r} is null in every row: cannot learn its size; "
+                "drop it with feature.drop_columns"
+            )
+        sizes[name] = int(first["n"])
+    return sizes
+
+
+def _check_array_sizes(row: Any, arrays: list[str]) -> None:
+    for i, name in enumerate(arrays):
+        low, high = row[f"__amin{i}"], row[f"__amax{i}"]
+        if low != high:
+            raise EncodeError(
+                f"array column {name!r} holds arrays of sizes {low} to {high}; encode needs "
+                "one fixed size per array column"
+            )
+        if low == 0:
+            raise EncodeError(f"array column {name!r} holds only empty arrays")
+
+
+def fit_fmap(frame: DataFrame, job: JobConfig, model_date: str) -> tuple[FeatureMap, Normalizers]:
+    """Fit every bucket on ``frame`` in two passes: one aggregation (row count, array
+    sizes, statistics of scalars and array positions) and one ``groupBy`` (vocabularies
+    of strings and map keys, with the statistics of each map key's values)."""
     fields = feature_fields(frame.schema, job)
-    kinds = {f.name: kind_of(f) for f in fields}
+    categories = {f.name: column_type(f) for f in fields}
     types = {f.name: f.dataType for f in fields}
     plan = plan_buckets(fields, job, frame.columns)
-    nums = [n for n in kinds if kinds[n] == "nums"]
-    ctgs = [n for n in kinds if kinds[n] == "ctgs"]
+    conf_of = {name: conf for conf in plan for name in conf.features}
+    scalars = [n for n, c in categories.items() if c == SCALAR]
+    arrays = [n for n, c in categories.items() if c == ARRAY]
 
+    sizes = _probe_array_sizes(frame, arrays)
     aggs = [F.count(F.lit(1)).alias("__rows")]
-    for i, name in enumerate(nums):
-        value = numeric_value(name, types[name])
-        aggs += [F.min(value).alias(f"__min{i}"), F.max(value).alias(f"__max{i}")]
-    stats = frame.agg(*aggs).first()
-    if stats["__rows"] == 0:
+    for i, name in enumerate(arrays):
+        size = F.when(F.col(name).isNotNull(), F.size(name))
+        aggs += [F.min(size).alias(f"__amin{i}"), F.max(size).alias(f"__amax{i}")]
+        element = types[name].elementType  # type: ignore[attr-defined]
+        for k in range(sizes[name]):
+            value = as_double(F.try_element_at(F.col(name), F.lit(k + 1)), element)
+            aggs += statistic_aggs(value, f"__a{i}_{k}_")
+    for i, name in enumerate(scalars):
+        aggs += statistic_aggs(numeric_value(name, types[name]), f"__s{i}_")
+    first = frame.agg(*aggs).first()
+    if first["__rows"] == 0:
         raise EncodeError("the raw table has no rows: cannot fit an fmap on it")
-    bounds = {
-        name: (_float(stats[f"__min{i}"]), _float(stats[f"__max{i}"]))
-        for i, name in enumerate(nums)
+    _check_array_sizes(first, arrays)
+    stats: dict[str, list[dict[str, float | None]]] = {
+        name: [_stats(first, f"__s{i}_")] for i, name in enumerate(scalars)
     }
-    vocabs = fit_vocabularies(frame, ctgs)
+    for i, name in enumerate(arrays):
+        stats[name] = [_stats(first, f"__a{i}_{k}_") for k in range(sizes[name])]
 
-    buckets = []
-    for bucket, (method, members) in plan.items():
-        num_features, ctg_features = [], []
-        ctg_offset = 0
-        for name in members:
-            dtype = types[name].simpleString()
-            if kinds[name] == "nums":
-                low, high = bounds[name]
-                if low is None:
-                    log.warning("numeric feature %r is null in every row; it encodes as 0", name)
-                meta = {"min": low, "max": high}
-                num_features.append(Feature(name, dtype, 1, len(num_features), meta))
-            else:
-                vocab = vocabs.get(name, [])
-                size = len(vocab) + 1
-                ctg_features.append(Feature(name, dtype, size, ctg_offset, {"vocab": vocab}))
+    requests = [
+        vocabulary.VocabRequest(
+            name, categories[name] == MAP, conf_of[name].min_count, conf_of[name].max_size
+        )
+        for name, category in categories.items()
+        if category in (STRING, MAP)
+    ]
+    vocabs = vocabulary.fit_vocabularies(frame, requests, many=MANY_CATEGORIES)
+    for name, category in categories.items():
+        if category == MAP:
+            fitted_keys = vocabs[name]
+            stats[name] = [fitted_keys.stats[key] for key in fitted_keys.values]
+
+    buckets, fitted = [], {}
+    for conf in plan:
+        num_features, ctg_features, keep = [], [], fitted_names(conf.method, conf.encode)
+        bucket_stats: dict[str, dict[str, list[float | None]]] = {}
+        num_offset = ctg_offset = 0
+        for name in conf.features:
+            dtype, category = types[name].simpleString(), categories[name]
+            if category == STRING:
+                vocab = vocabs[name].values
+                size = len(vocab) + VOCAB_START
+                ctg_features.append(
+                    Feature(name, dtype, size, ctg_offset, {"vocab": vocab}, conf.encode)
+                )
                 ctg_offset += size
-        buckets.append(Bucket(bucket, method, tuple(num_features), tuple(ctg_features)))
-    return FeatureMap(
+                continue
+            meta = {"keys": vocabs[name].values} if category == MAP else {}
+            size = len(stats.get(name, []))
+            if size == 0:
+                log.warning("map feature %r has no keys; it takes no position", name)
+                continue
+            if category == SCALAR and stats[name][0]["min"] is None:
+                log.warning("numeric feature %r is null in every row; it encodes as 0", name)
+            shape = (1,) if category == SCALAR else (size,)
+            num_features.append(
+                Feature(name, dtype, size, num_offset, meta, conf.encode, shape=shape)
+            )
+            num_offset += size
+            if keep:
+                bucket_stats[name] = {k: [s[k] for s in stats[name]] for k in keep}
+        buckets.append(
+            Bucket(
+                conf.name,
+                conf.method,
+                tuple(num_features),
+                tuple(ctg_features),
+                params=dict(conf.params),
+                encode=conf.encode,
+            )
+        )
+        if bucket_stats:
+            fitted[conf.name] = bucket_stats
+    fmap = FeatureMap(
         feature_tag=job.feature.tag,
         model_date=model_date,
         primary_keys=tuple(job.feature.primary_keys),
         labels=tuple(job.feature.labels),
-        buckets=tuple(buckets),
+        buckets=tuple(b for b in buckets if b.nums or b.ctgs),
     )
+    return fmap, Normalizers(fmap.checksum, fitted)
 
 
 def _float(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def fit_vocabularies(frame: DataFrame, columns: list[str]) -> dict[str, list[str]]:
-    """Each column's non-null values by descending count, then ascending value."""
-    if not columns:
-        return {}
-    pairs = F.explode(
-        F.array(
-            *[F.struct(F.lit(i).alias("f"), F.col(c).alias("v")) for i, c in enumerate(columns)]
-        )
-    )
-    counts = (
-        frame.select(pairs.alias("p"))
-        .select("p.f", "p.v")
-        .where(F.col("v").isNotNull())
-        .groupBy("f", "v")
-        .count()
-        .collect()
-    )
-    grouped: dict[int, list[tuple[int, str]]] = defaultdict(list)
-    for row in counts:
-        grouped[row["f"]].append((-row["count"], row["v"]))
-    vocabs: dict[str, list[str]] = {}
-    for i, name in enumerate(columns):
-        vocab = [value for _, value in sorted(grouped.get(i, []))]
-        if len(vocab) > MANY_CATEGORIES:
-            log.warning(
-                "categorical feature %r has %d categories (more than %d); consider hashing "
-                "or dropping it",
-                name,
-                len(vocab),
-                MANY_CATEGORIES,
-            )
-        vocabs[name] = vocab
-    return vocabs
 
 
 # ---------------------------------------------------------------- applying
@@ -251,19 +317,18 @@ def check_fmap(fmap: FeatureMap, frame: DataFrame, job: JobConfig, source: str) 
     types = {f.name: f for f in frame.schema.fields}
     for bucket in fmap.buckets:
         for feature in (*bucket.nums, *bucket.ctgs):
-            field = types.get(feature.name)
-            if field is None:
+            found = types.get(feature.name)
+            if found is None:
                 close = difflib.get_close_matches(feature.name, list(types), n=3)
                 hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
                 raise UnknownFeatureError(
                     f"fmap {source} needs column {feature.name!r} (bucket {bucket.name!r}), "
                     f"but the raw table has no such column{hint}"
                 )
-            want = "nums" if feature in bucket.nums else "ctgs"
-            if kind_of(field) != want:
+            if column_type(found) != dtype_category(feature.dtype):
                 raise EncodeError(
-                    f"column {feature.name!r} is {field.dataType.simpleString()} now but the "
-                    f"fmap {source} encodes it as {want} ({feature.dtype}); set refit: true"
+                    f"column {feature.name!r} is {found.dataType.simpleString()} now but the "
+                    f"fmap {source} encodes it as {feature.dtype}; set refit: true"
                 )
     known = {f.name for f in fmap.features}
     extra = [f.name for f in feature_fields(frame.schema, job) if f.name not in known]
@@ -271,35 +336,37 @@ def check_fmap(fmap: FeatureMap, frame: DataFrame, job: JobConfig, source: str) 
         log.warning("columns %s are not in the reused fmap %s and are left out", extra, source)
 
 
-def scaled(feature: Feature, value: Column) -> Column:
-    """Min-max scaling into [0, 1]; null and a constant column give 0.0."""
-    low, high = feature.meta.get("min"), feature.meta.get("max")
-    if low is None or high is None or high <= low:
-        return F.lit(0.0)
-    ratio = (value - F.lit(float(low))) / F.lit(float(high) - float(low))
-    # greatest/least skip nulls, so a null value ends up 0.0 here.
-    return F.least(F.greatest(ratio, F.lit(0.0)), F.lit(1.0))
+def reserved_ids(feature: Feature, value: Column, found: Column, layout: IdLayout) -> Column:
+    """The id of ``value`` given ``found``, its vocabulary id or null: the null id
+    for a null value, the unseen id for a value not in the vocabulary."""
+    return (
+        F.when(value.isNull(), F.lit(feature.offset + layout.null))
+        .when(found.isNull(), F.lit(feature.offset + layout.unseen))
+        .otherwise(found)
+    )
 
 
-def category_id(feature: Feature, value: Column) -> Column:
-    """``offset + index`` of a value in the vocabulary, ``offset + 0`` if unseen or null."""
+def category_id(
+    feature: Feature, value: Column, layout: IdLayout = ID_LAYOUTS[FORMAT_VERSION]
+) -> Column:
+    """A value's id: ``offset + first + i`` for ``vocab[i]``, else the null or unseen id."""
     vocab = feature.meta.get("vocab", [])
-    unseen = F.lit(feature.offset + UNSEEN_INDEX)
     if not vocab:
-        return unseen
-    ids = list(range(feature.offset + 1, feature.offset + 1 + len(vocab)))
-    lookup = F.map_from_arrays(F.lit(vocab), F.lit(ids))
-    return F.coalesce(F.try_element_at(lookup, value), unseen)
+        return reserved_ids(feature, value, F.lit(None).cast("int"), layout)
+    start = feature.offset + layout.first
+    lookup = F.map_from_arrays(F.lit(vocab), F.lit(list(range(start, start + len(vocab)))))
+    return reserved_ids(feature, value, F.try_element_at(lookup, value), layout)
 
 
 def _join_vocab(
-    spark: SparkSession, frame: DataFrame, feature: Feature, id_column: str
+    spark: SparkSession, frame: DataFrame, feature: Feature, id_column: str, layout: IdLayout
 ) -> DataFrame:
-    """Add ``id_column`` through a broadcast join with the feature's vocabulary."""
+    """Add ``id_column`` (the vocabulary id, null if absent) through a broadcast join."""
     vocab = feature.meta["vocab"]
     value_column = f"{id_column}_value"
+    start = feature.offset + layout.first
     table = spark.createDataFrame(
-        [(v, feature.offset + i + 1) for i, v in enumerate(vocab)],
+        [(v, start + i) for i, v in enumerate(vocab)],
         T.StructType(
             [
                 T.StructField(value_column, T.StringType(), False),
@@ -311,28 +378,67 @@ def _join_vocab(
     return joined.drop(value_column)
 
 
-def encode_frame(spark: SparkSession, frame: DataFrame, fmap: FeatureMap) -> DataFrame:
+def numeric_vector(
+    bucket: Bucket, types: dict[str, T.DataType], normalizers: Normalizers
+) -> Column:
+    """The bucket's ``<bucket>_nums`` column (``array<float>``)."""
+    values: list[Column] = []
+    stats: list[dict[str, float | None]] = []
+    for feature in bucket.nums:
+        values += element_values(
+            feature.name, types[feature.name], feature.size, feature.meta.get("keys")
+        )
+        fitted = normalizers.of(bucket.name, feature.name)
+        stats += [{k: v[i] for k, v in fitted.items()} for i in range(feature.size)]
+    if bucket.encode and bucket.method == "pnorm":
+        vector = pnorm(F.array(*values), float(bucket.params.get("p", 2)))
+    else:
+        vector = F.array(*normalize(values, stats, bucket.method, bucket.params, bucket.encode))
+    return vector.cast("array<float>").alias(bucket.nums_column)
+
+
+def encode_frame(
+    spark: SparkSession, frame: DataFrame, fmap: FeatureMap, normalizers: Normalizers
+) -> DataFrame:
     """The encoded table: keys, labels, then one array column per bucket field."""
     types = {f.name: f.dataType for f in frame.schema.fields}
+    layout = fmap.id_layout
     ids: dict[tuple[str, str], Column] = {}
     for b, bucket in enumerate(fmap.buckets):
         for c, feature in enumerate(bucket.ctgs):
+            value = F.col(feature.name)
             if len(feature.meta.get("vocab", [])) > MAP_LOOKUP_LIMIT:
                 id_column = f"__dlflow_id_{b}_{c}"
-                frame = _join_vocab(spark, frame, feature, id_column)
-                unseen = F.lit(feature.offset + UNSEEN_INDEX)
-                ids[(bucket.name, feature.name)] = F.coalesce(F.col(id_column), unseen)
+                frame = _join_vocab(spark, frame, feature, id_column, layout)
+                found = F.col(id_column)
+                ids[(bucket.name, feature.name)] = reserved_ids(feature, value, found, layout)
             else:
-                ids[(bucket.name, feature.name)] = category_id(feature, F.col(feature.name))
+                ids[(bucket.name, feature.name)] = category_id(feature, value, layout)
     outputs = [F.col(c) for c in (*fmap.primary_keys, *fmap.labels)]
     for bucket in fmap.buckets:
         if bucket.nums:
-            values = [scaled(f, numeric_value(f.name, types[f.name])) for f in bucket.nums]
-            outputs.append(F.array(*values).cast("array<float>").alias(bucket.nums_column))
+            outputs.append(numeric_vector(bucket, types, normalizers))
         if bucket.ctgs:
             values = [ids[(bucket.name, f.name)] for f in bucket.ctgs]
             outputs.append(F.array(*values).cast("array<int>").alias(bucket.ctgs_column))
     return frame.select(*outputs)
+
+
+def check_labels(frame: DataFrame, job: JobConfig, source: str) -> None:
+    """A binary model's labels must be 0 or 1 in every row."""
+    if "binary" not in job.model.name or not job.feature.labels:
+        return
+    bad = [~F.col(c).cast("double").isin(0.0, 1.0) | F.col(c).isNull() for c in job.feature.labels]
+    condition = bad[0]
+    for more in bad[1:]:
+        condition = condition | more
+    sample = frame.where(condition).select(*job.feature.labels).limit(3).collect()
+    if sample:
+        values = [row.asDict() for row in sample]
+        raise EncodeError(
+            f"{source}: model {job.model.name!r} is binary, so labels {list(job.feature.labels)} "
+            f"must be 0 or 1 in every row; found e.g. {values}"
+        )
 
 
 # ---------------------------------------------------------------- the job
@@ -354,17 +460,35 @@ def resolve_model_date(job: JobConfig) -> str:
 
 def load_or_fit(
     frame: DataFrame, job: JobConfig, femodel: str, model_date: str
-) -> tuple[FeatureMap, bool]:
-    """The fmap to apply and whether it was reused."""
+) -> tuple[FeatureMap, Normalizers, bool]:
+    """The fmap and normaliser statistics to apply, and whether they were reused."""
     fmap_uri = f"{femodel}/{FMAP_FILE}"
     refit = bool(job.options.get("refit", False))
     if not refit and storage.is_complete(femodel) and storage.exists(fmap_uri):
         fmap = FeatureMap.load(femodel)
         check_fmap(fmap, frame, job, fmap_uri)
-        return fmap, True
+        return fmap, Normalizers.load(femodel, fmap), True
     if job.model.date == "latest":
         raise EncodeError("refit with model.date 'latest' is ambiguous; give a model date")
-    return fit_fmap(frame, job, model_date), False
+    fmap, normalizers = fit_fmap(frame, job, model_date)
+    return fmap, normalizers, False
+
+
+def read_raw(spark: SparkSession, job: JobConfig) -> tuple[str, DataFrame]:
+    """The complete, non-empty raw partition of the run's date, with its keys and labels."""
+    raw_uri = job.layout.raw(job.feature.tag, job.date)
+    require_complete(raw_uri, "encode input (raw features; run merge first)")
+    raw = spark.read.parquet(raw_uri)
+    missing = [c for c in (*job.feature.primary_keys, *job.feature.labels) if c not in raw.columns]
+    if missing:
+        raise EncodeError(f"the raw table {raw_uri} has no key/label column(s) {missing}")
+    absent = [c for c in job.feature.drop_columns if c not in raw.columns]
+    if absent:
+        log.warning("drop_columns %s are not in the raw table %s", absent, raw_uri)
+    if raw.isEmpty():
+        raise EncodeError(f"the raw partition {raw_uri} has no rows; nothing was written")
+    check_labels(raw, job, raw_uri)
+    return raw_uri, raw
 
 
 def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
@@ -374,26 +498,16 @@ def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
             f"option tfrecord_compression {compression!r} is not one of {', '.join(COMPRESSIONS)}"
         )
     tag, layout = job.feature.tag, job.layout
-    raw_uri = layout.raw(tag, job.date)
-    require_complete(raw_uri, "encode input (raw features; run merge first)")
-    raw = spark.read.parquet(raw_uri)
-    missing = [c for c in (*job.feature.primary_keys, *job.feature.labels) if c not in raw.columns]
-    if missing:
-        raise EncodeError(f"the raw table {raw_uri} has no key/label column(s) {missing}")
-
-    absent = [c for c in job.feature.drop_columns if c not in raw.columns]
-    if absent:
-        log.warning("drop_columns %s are not in the raw table %s", absent, raw_uri)
-
+    _, raw = read_raw(spark, job)
     model_date = resolve_model_date(job)
     femodel = layout.femodel(tag, model_date)
-    fmap, reused = load_or_fit(raw, job, femodel, model_date)
+    fmap, normalizers, reused = load_or_fit(raw, job, femodel, model_date)
 
     final = layout.encoded(tag, job.date)
     staging = storage.staging_uri(final)
     stagings = [staging]
     try:
-        encode_frame(spark, raw, fmap).write.parquet(staging)
+        encode_frame(spark, raw, fmap, normalizers).write.parquet(staging)
         encoded = spark.read.parquet(staging)
         rows = encoded.count()
         tfrecord_final = None
@@ -410,6 +524,7 @@ def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
             femodel_staging = storage.staging_uri(femodel)
             stagings.append(femodel_staging)
             fmap.save(femodel_staging)
+            normalizers.save(femodel_staging)
             storage.commit(femodel_staging, femodel)
         storage.commit(staging, final)
         if tfrecord_final is not None:
@@ -422,6 +537,7 @@ def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
         "rows": rows,
         "output": final,
         "fmap": f"{femodel}/{FMAP_FILE}",
+        "normalizers": f"{femodel}/{NORMALIZERS_FILE}",
         "fmap_reused": reused,
         "fmap_checksum": fmap.checksum,
         "tfrecord": tfrecord_final,

@@ -7,15 +7,25 @@ Options::
       - {name: user_profile, path: ".../dt={date_nodash}", format: parquet, keys: [uid]}
 
 ``keys`` defaults to the feature's primary keys. Each input must be a complete
-partition (``_SUCCESS``). The seed holds the primary keys and the labels and
-decides the rows: the output has exactly one row per seed row. A source with
-duplicate keys, or a column that two inputs both carry, is refused.
+partition (``_SUCCESS``). The seed may instead be a SQL file
+(``seed: {sql: "{workspace}/sql/seed.sql"}``).
+
+More options (dmflow parity): ``dependencies`` (see
+:mod:`dlflow_airflow.dependencies`: resolved first, with ``degrade_days`` and
+checkers; their values fill ``{name}`` placeholders in every path and SQL
+file), ``steps`` (see :mod:`spark_jobs.merge_steps`) and ``unique_check``
+(default true: refuse duplicate primary keys in the seed).
+
+The seed holds the primary keys and the labels and decides the rows: the
+output has exactly one row per seed row. A source with duplicate keys, or a
+column that two inputs both carry, is refused.
 Output: ``layout.raw(feature.tag, date)``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,14 +34,16 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from dlflow_airflow import storage
+from dlflow_airflow.dependencies import parse_dependencies, resolve_all
 from dlflow_airflow.jobconf import JobConfig
+from spark_jobs.merge_steps import apply_steps
 from spark_jobs.paths import discard, render_path, require_complete
 from spark_jobs.session import run_job
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("parquet", "orc", "json", "csv")
-SEED_KEYS = frozenset({"path", "format"})
+SEED_KEYS = frozenset({"path", "format", "sql"})
 SOURCE_KEYS = frozenset({"name", "path", "format", "keys"})
 
 
@@ -61,30 +73,46 @@ class Input:
         return "the seed" if self.name == "seed" else f"source {self.name!r}"
 
 
-def parse_inputs(job: JobConfig) -> tuple[Input, list[Input]]:
+def parse_inputs(job: JobConfig, extra: dict[str, str] | None = None) -> tuple[Input, list[Input]]:
     """The seed and the sources of ``job.options``, paths rendered."""
     options = job.options
-    seed = options.get("seed")
-    if not isinstance(seed, dict) or "path" not in seed:
-        raise MergeError("merge options need 'seed: {path: ..., format: parquet}'")
+    seed = _present(options.get("seed"))
+    if not isinstance(seed, dict) or ("path" in seed) == ("sql" in seed):
+        raise MergeError(
+            "merge options need 'seed: {path: ..., format: parquet}' or 'seed: {sql: file.sql}'"
+        )
     sources = options.get("sources", [])
     if not isinstance(sources, list):
         raise MergeError(f"merge option 'sources' must be a list, got {type(sources).__name__}")
     keys = tuple(job.feature.primary_keys)
-    seed_input = _parse_one(seed, "seed", keys, SEED_KEYS, job)
+    extra = extra or {}
+    seed_input = _parse_one(seed, "seed", keys, SEED_KEYS, job, extra)
     parsed: list[Input] = []
-    for index, entry in enumerate(sources):
+    for index, raw in enumerate(sources):
+        entry = _present(raw)
         if not isinstance(entry, dict) or "name" not in entry or "path" not in entry:
             raise MergeError(f"merge sources[{index}] needs at least 'name' and 'path'")
-        source = _parse_one(entry, str(entry["name"]), keys, SOURCE_KEYS, job)
+        source = _parse_one(entry, str(entry["name"]), keys, SOURCE_KEYS, job, extra)
         if source.name == "seed" or source.name in {p.name for p in parsed}:
             raise MergeError(f"merge sources[{index}]: the name {source.name!r} is already used")
         parsed.append(source)
     return seed_input, parsed
 
 
+def _present(entry: Any) -> Any:
+    """An options mapping without its unset (None) keys, as the spec serialises them."""
+    if isinstance(entry, dict):
+        return {k: v for k, v in entry.items() if v is not None}
+    return entry
+
+
 def _parse_one(
-    entry: dict[str, Any], name: str, keys: tuple[str, ...], allowed: frozenset[str], job: JobConfig
+    entry: dict[str, Any],
+    name: str,
+    keys: tuple[str, ...],
+    allowed: frozenset[str],
+    job: JobConfig,
+    extra: dict[str, str],
 ) -> Input:
     where = "merge seed" if name == "seed" else f"merge source {name!r}"
     unknown = sorted(set(entry) - allowed)
@@ -94,12 +122,21 @@ def _parse_one(
     if fmt not in FORMATS:
         raise MergeError(f"{where}: format {fmt!r} is not one of {', '.join(FORMATS)}")
     own_keys = tuple(entry.get("keys") or keys)
-    path = render_path(str(entry["path"]), workspace=job.workspace, date=job.date)
-    return Input(name=name, path=path, format=fmt, keys=own_keys)
+    is_sql = "sql" in entry
+    template = str(entry["sql"] if is_sql else entry["path"])
+    path = render_path(template, workspace=job.workspace, date=job.date, extra=extra)
+    return Input(name=name, path=path, format="sql" if is_sql else fmt, keys=own_keys)
 
 
-def read_input(spark: SparkSession, item: Input) -> DataFrame:
-    """Read one complete input partition."""
+def read_input(
+    spark: SparkSession, item: Input, render: Callable[[str], str] | None = None
+) -> DataFrame:
+    """Read one complete input partition (or run the seed's SQL file)."""
+    if item.format == "sql":
+        if not storage.exists(item.path):
+            raise MergeError(f"{item.label}: no SQL file at {item.path}")
+        text = storage.read_text(item.path)
+        return spark.sql(render(text) if render else text)
     require_complete(item.path, f"merge input ({item.label})")
     reader = spark.read.format(item.format)
     if item.format == "csv":
@@ -169,12 +206,32 @@ def merge_frames(
     return merged.select(*columns)
 
 
+def resolve_dependencies(job: JobConfig) -> dict[str, str]:
+    """Placeholder values from ``options.dependencies`` (raises if one is not ready)."""
+    raw = job.options.get("dependencies") or {}
+    try:
+        parsed = parse_dependencies(raw)
+    except ValueError as exc:
+        raise MergeError(f"merge option 'dependencies' is invalid: {exc}") from None
+    resolved = resolve_all(parsed, workspace=job.workspace, day=job.date)
+    for item in resolved.values():
+        log.info("dependency %r -> %s", item.name, item.value)
+    return {name: item.value for name, item in resolved.items()}
+
+
 def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
-    seed_input, source_inputs = parse_inputs(job)
+    extra = resolve_dependencies(job)
+    seed_input, source_inputs = parse_inputs(job, extra)
+
+    def render(text: str) -> str:
+        return render_path(text, workspace=job.workspace, date=job.date, extra=extra)
+
     required = (*job.feature.primary_keys, *job.feature.labels)
-    seed = read_input(spark, seed_input)
+    seed = read_input(spark, seed_input, render)
     check_columns(seed, seed_input, required, "primary key / label")
-    check_unique(seed, seed_input)
+    if job.options.get("unique_check", True):
+        check_unique(seed, seed_input)
+    seed.createOrReplaceTempView("seed")
     sources: list[tuple[Input, DataFrame]] = []
     for item in source_inputs:
         frame = read_input(spark, item)
@@ -182,8 +239,12 @@ def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
         check_columns(seed, seed_input, item.keys, f"join key (for {item.label})")
         check_key_types(seed, frame, item)
         check_unique(frame, item)
+        frame.createOrReplaceTempView(item.name)
         sources.append((item, frame))
     merged = merge_frames(seed, seed_input, sources)
+    merged = apply_steps(
+        spark, merged, list(job.options.get("steps") or []), render, tuple(job.feature.primary_keys)
+    )
 
     seed_rows = seed.count()
     if seed_rows == 0:
@@ -197,7 +258,7 @@ def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
         raise MergeError(f"merge wrote {rows} rows but the seed has {seed_rows}; nothing committed")
     storage.commit(staging, final)
     log.info("merged %d rows from %d sources into %s", rows, len(sources), final)
-    return {"rows": rows, "columns": merged.columns, "output": final}
+    return {"rows": rows, "columns": merged.columns, "output": final, "dependencies": extra}
 
 
 def main(argv: list[str] | None = None) -> None:

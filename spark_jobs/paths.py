@@ -10,9 +10,9 @@
 from __future__ import annotations
 
 import re
-import string
 
 from dlflow_airflow import storage
+from dlflow_airflow.dependencies import DependencyError, render
 from dlflow_airflow.layout import SUCCESS_MARKER, check_date, normalize_workspace
 
 PLACEHOLDERS = ("workspace", "date", "date_nodash")
@@ -36,31 +36,20 @@ def placeholder_values(workspace: str, date: str) -> dict[str, str]:
     }
 
 
-def render_path(template: str, *, workspace: str, date: str) -> str:
+def render_path(
+    template: str, *, workspace: str, date: str, extra: dict[str, str] | None = None
+) -> str:
     """``template`` with its placeholders filled for one run.
 
+    :param extra: more placeholders, e.g. resolved merge dependencies.
     :raises PlaceholderError: for an unknown placeholder (naming it and the
         allowed ones), a format spec or conversion, or unbalanced braces.
     """
-    allowed = ", ".join("{" + name + "}" for name in PLACEHOLDERS)
+    values = {**placeholder_values(workspace, date), **(extra or {})}
     try:
-        fields = [
-            (name, spec, conversion)
-            for _, name, spec, conversion in string.Formatter().parse(template)
-            if name is not None
-        ]
-    except ValueError as exc:
-        raise PlaceholderError(f"path {template!r} is malformed ({exc}); use {allowed}") from None
-    for name, spec, conversion in fields:
-        if name not in PLACEHOLDERS:
-            raise PlaceholderError(
-                f"path {template!r} has unknown placeholder {{{name}}}; allowed: {allowed}"
-            )
-        if spec or conversion:
-            raise PlaceholderError(
-                f"path {template!r}: placeholder {{{name}}} takes no format spec or conversion"
-            )
-    return template.format(**placeholder_values(workspace, date))
+        return render(template, values)
+    except DependencyError as exc:
+        raise PlaceholderError(str(exc)) from None
 
 
 def require_complete(uri: str, what: str) -> None:

@@ -2,12 +2,23 @@
 
 Reads ``layout.encoded(feature.tag, date)`` and the fmap of the model date;
 the model is ``layout.model(model.tag, model_date)``, where ``model.date``
-``latest`` means the newest committed model dated on or before the run's date.
-Scoring runs in ``mapInArrow`` tasks: each Python worker loads the model once
-and feeds it whole Arrow batches (``tf_jobs.batches.inputs_from_arrow``).
-Output: primary keys + ``score`` at ``layout.predict(model.tag, date)``.
+``latest`` means the newest blessed model dated on or before the run's date
+(:mod:`dlflow_airflow.model_resolution`).
 
-Options: ``batch_size`` (rows per Arrow batch, default 4096).
+Scoring runs in ``mapInArrow`` tasks. Each Python worker loads the model once
+(:func:`cached_scorer`) and keeps it for every later task of the job, since
+Spark reuses its Python workers; each Arrow batch goes to the model whole
+(``tf_jobs.batches.inputs_from_arrow``), never row by row.
+
+Output at ``layout.predict(model.tag, date)``: the primary keys, one column
+per model output named after it (``float``, or ``array<float>`` for an output
+wider than one), then the ``pass_through`` columns. The partition is
+committed only when it holds exactly the input's rows.
+
+Options: ``batch_size`` (rows per Arrow batch, default 4096), ``pass_through``
+(encoded columns copied to the output, e.g. labels), ``allow_empty`` (an empty
+input gives an empty committed output instead of an error), ``tf_threads``
+(TensorFlow threads per Python worker; 0 = ``spark.task.cpus``).
 """
 
 from __future__ import annotations
@@ -16,6 +27,7 @@ import functools
 import logging
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -25,36 +37,138 @@ from pyspark.sql import types as T
 from dlflow_airflow import storage
 from dlflow_airflow.fmap import FeatureMap
 from dlflow_airflow.jobconf import JobConfig
-from spark_jobs.paths import discard, latest_partition, require_complete
+from spark_jobs.paths import discard, require_complete
 from spark_jobs.session import run_job
 from tf_jobs.model_io import ModelNotFoundError, model_file_uri
 
 log = logging.getLogger(__name__)
 
-SCORE_COLUMN = "score"
 DEFAULT_BATCH_SIZE = 4096
-
-# One model per Python worker process, keyed by model partition URI.
-_MODELS: dict[str, Any] = {}
 
 
 class PredictError(ValueError):
     """The encoded data, fmap and model do not fit together, or scoring lost rows."""
 
 
+@dataclass(frozen=True)
+class ModelOutput:
+    """One model output: its column name and its width (values per row)."""
+
+    name: str
+    width: int
+
+    def spark_type(self) -> T.DataType:
+        return T.FloatType() if self.width == 1 else T.ArrayType(T.FloatType(), False)
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    batch_size: int = DEFAULT_BATCH_SIZE
+    pass_through: tuple[str, ...] = ()
+    allow_empty: bool = False
+    tf_threads: int = 0
+
+    @classmethod
+    def from_job(cls, job: JobConfig) -> PredictOptions:
+        raw = job.options
+        options = cls(
+            batch_size=int(raw.get("batch_size", DEFAULT_BATCH_SIZE)),
+            pass_through=tuple(raw.get("pass_through", ())),
+            allow_empty=bool(raw.get("allow_empty", False)),
+            tf_threads=int(raw.get("tf_threads", 0)),
+        )
+        if options.batch_size < 1:
+            raise PredictError(f"option batch_size must be at least 1, got {options.batch_size}")
+        if options.tf_threads < 0:
+            raise PredictError(f"option tf_threads must be 0 or more, got {options.tf_threads}")
+        return options
+
+
 # ---------------------------------------------------------------- on executors
 
 
-def cached_model(model_uri: str) -> Any:
-    """The model of ``model_uri``, loaded once per process."""
-    if model_uri not in _MODELS:
+class Scorer:
+    """A loaded model and its compiled forward pass, numpy in and numpy out."""
+
+    def __init__(self, model: Any) -> None:
+        import tensorflow as tf
+
+        self.model = model
+        self.outputs = model_outputs(model)
+        # One traced graph for every batch size (the last batch is smaller).
+        self._forward = tf.function(
+            lambda inputs: model(inputs, training=False), reduce_retracing=True
+        )
+
+    def __call__(self, inputs: dict[str, Any]) -> list[Any]:
+        import numpy as np
+
+        result = self._forward(inputs)
+        if isinstance(result, dict):
+            values = [result[out.name] for out in self.outputs]
+        elif isinstance(result, list | tuple):
+            values = list(result)
+        else:
+            values = [result]
+        if len(values) != len(self.outputs):
+            raise PredictError(
+                f"model returned {len(values)} outputs, its signature declares {len(self.outputs)}"
+            )
+        # .numpy() hands over the tensor's buffer; np.asarray(tensor) would go through __array__.
+        return [np.asarray(value.numpy(), dtype=np.float32) for value in values]
+
+
+# One scorer per Python worker process, keyed by model partition URI.
+_SCORERS: dict[str, Scorer] = {}
+# How many times this process loaded a model (tests check the reuse).
+LOADS: list[str] = []
+
+
+def _limit_tf_threads(threads: int) -> None:
+    """Give TensorFlow ``threads`` threads in this worker, so tasks do not oversubscribe."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # TensorFlow already ran in this process; its pool is fixed
+
+
+def cached_scorer(model_uri: str, tf_threads: int = 0) -> Scorer:
+    """The scorer of ``model_uri``, loaded once per process."""
+    if model_uri not in _SCORERS:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        if tf_threads:
+            _limit_tf_threads(tf_threads)
         from tf_jobs.model_io import load_model
 
-        _MODELS.clear()
+        _SCORERS.clear()
         log.info("loading model %s in process %d", model_uri, os.getpid())
-        _MODELS[model_uri] = load_model(model_uri)
-    return _MODELS[model_uri]
+        _SCORERS[model_uri] = Scorer(load_model(model_uri))
+        LOADS.append(model_uri)
+    return _SCORERS[model_uri]
+
+
+def _task_cpus() -> int:
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    return context.cpus() if context is not None else 1
+
+
+def output_array(values: Any, output: ModelOutput, rows: int, model_uri: str) -> pa.Array:
+    """One model output as the Arrow column Spark expects (float or list<float>)."""
+    if values.size != rows * output.width:
+        raise PredictError(
+            f"model {model_uri} output {output.name!r} has {values.size} values for {rows} rows; "
+            f"expected {output.width} per row"
+        )
+    flat = pa.array(values.reshape(-1), pa.float32())
+    if output.width == 1:
+        return flat
+    offsets = pa.array(range(0, rows * output.width + 1, output.width), pa.int32())
+    return pa.ListArray.from_arrays(offsets, flat)
 
 
 def score_batches(
@@ -64,55 +178,56 @@ def score_batches(
     fmap_json: str,
     keys: list[str],
     inputs: list[str],
+    outputs: list[ModelOutput],
+    pass_through: list[str],
+    tf_threads: int,
 ) -> Iterator[pa.RecordBatch]:
-    """``mapInArrow`` body: keys + one float score per input row."""
-    import numpy as np
-    from keras import ops
-
+    """``mapInArrow`` body: keys + every model output + pass-through columns per row."""
     from tf_jobs.batches import inputs_from_arrow
 
-    model = cached_model(model_uri)
+    scorer = cached_scorer(model_uri, tf_threads or _task_cpus())
     fmap = FeatureMap.from_json(fmap_json, source=model_uri)
+    names = [*keys, *(out.name for out in outputs), *pass_through]
     for batch in batches:
-        if batch.num_rows == 0:
+        rows = batch.num_rows
+        if rows == 0:
             continue
         features = inputs_from_arrow(batch, fmap)
-        outputs = model({name: features[name] for name in inputs}, training=False)
-        if isinstance(outputs, (dict, list, tuple)):
-            raise PredictError(f"model {model_uri} returns several outputs; predict needs one")
-        scores = np.asarray(ops.convert_to_numpy(outputs), dtype=np.float32).reshape(-1)
-        if scores.size != batch.num_rows:
-            raise PredictError(
-                f"model {model_uri} returned {scores.size} values for {batch.num_rows} rows; "
-                "predict needs one score per row"
-            )
-        # Keys pass through as Spark sent them (same Arrow types it expects back).
-        columns = [batch.column(key) for key in keys] + [pa.array(scores, pa.float32())]
-        yield pa.RecordBatch.from_arrays(columns, names=[*keys, SCORE_COLUMN])
+        values = scorer({name: features[name] for name in inputs})
+        # Keys and pass-through columns go back as Spark sent them (the types it expects).
+        columns = [batch.column(key) for key in keys]
+        columns += [
+            output_array(v, out, rows, model_uri) for v, out in zip(values, outputs, strict=True)
+        ]
+        columns += [batch.column(name) for name in pass_through]
+        yield pa.RecordBatch.from_arrays(columns, names=names)
 
 
 # ---------------------------------------------------------------- on the driver
 
 
 def resolve_model(job: JobConfig) -> tuple[str, str]:
-    """(model partition URI, model date); ``latest`` picks the newest up to ``date``."""
-    if job.model.date == "latest":
-        root = job.layout.root("model", job.model.tag)
-        partition = latest_partition(root, job.date)
-        if partition is None:
-            raise ModelNotFoundError(
-                f"model.date is 'latest' but {root} has no committed model dated {job.date} "
-                "or earlier (a model partition needs its _SUCCESS marker)"
-            )
-        return partition, partition.rsplit("dt=", 1)[1]
-    model_date = job.model_date
-    partition = job.layout.model(job.model.tag, model_date)
-    if not storage.is_complete(partition) or not storage.exists(model_file_uri(partition)):
+    """(model partition URI, model date) of the run.
+
+    ``latest`` takes the newest *blessed* model dated on or before the run's
+    date (one that passed the evaluate stage's gate); ``same`` or a fixed date
+    names the model outright, blessed or not, since predict may run beside the
+    evaluate task of the same date.
+    """
+    from dlflow_airflow.model_resolution import resolve_model_partition
+
+    resolved = resolve_model_partition(
+        job.layout,
+        job.model.tag,
+        job.model.date,
+        job.date,
+        blessed_only=job.model.date == "latest",
+    )
+    if not storage.exists(model_file_uri(resolved.uri)):
         raise ModelNotFoundError(
-            f"no committed model at {model_file_uri(partition)} "
-            f"(needs {partition}/_SUCCESS); train model {job.model.tag!r} for {model_date} first"
+            f"model partition {resolved.uri} is complete but has no {model_file_uri(resolved.uri)}"
         )
-    return partition, model_date
+    return resolved.uri, resolved.date
 
 
 def model_inputs(model: Any, fmap: FeatureMap) -> dict[str, int | None]:
@@ -122,6 +237,31 @@ def model_inputs(model: Any, fmap: FeatureMap) -> dict[str, int | None]:
     if not tensors or None in named:
         return {name: None for name in fmap.input_columns()}
     return {name: tensor.shape[-1] for name, tensor in named.items()}
+
+
+def model_outputs(model: Any) -> list[ModelOutput]:
+    """The model's outputs, named as the model names them (e.g. ``score``)."""
+    structure = getattr(model, "output", None)
+    if isinstance(structure, dict):  # outputs given as a dict: its keys name them
+        pairs = list(structure.items())
+    else:
+        tensors = list(getattr(model, "outputs", None) or [])
+        names = list(getattr(model, "output_names", None) or [])
+        if not tensors or len(names) != len(tensors):
+            raise PredictError(
+                f"model {getattr(model, 'name', model)!r} has no named outputs; "
+                "predict needs a functional Keras model"
+            )
+        pairs = list(zip(names, tensors, strict=True))
+    outputs = []
+    for name, tensor in pairs:
+        width = 1
+        for dim in tensor.shape[1:]:
+            if dim is None:
+                raise PredictError(f"model output {name!r} has an unknown size {tensor.shape}")
+            width *= dim
+        outputs.append(ModelOutput(name, width))
+    return outputs
 
 
 def check_inputs(
@@ -149,47 +289,93 @@ def check_inputs(
             )
 
 
+def check_output_columns(
+    keys: list[str], outputs: list[ModelOutput], pass_through: list[str], encoded: DataFrame
+) -> None:
+    """Pass-through columns must exist, and no two output columns may share a name."""
+    missing = [name for name in pass_through if name not in encoded.columns]
+    if missing:
+        raise PredictError(
+            f"option pass_through names {missing}, which the encoded table does not have "
+            f"(it has {encoded.columns})"
+        )
+    seen: dict[str, str] = {}
+    for role, names in (
+        ("primary key", keys),
+        ("model output", [out.name for out in outputs]),
+        ("pass-through column", pass_through),
+    ):
+        for name in names:
+            if name in seen:
+                raise PredictError(
+                    f"output column {name!r} would be both a {seen[name]} and a {role}; "
+                    "rename the model output or drop it from pass_through"
+                )
+            seen[name] = role
+
+
 def score_frame(
-    encoded: DataFrame, fmap: FeatureMap, model_uri: str, inputs: list[str]
+    encoded: DataFrame,
+    fmap: FeatureMap,
+    model_uri: str,
+    inputs: list[str],
+    outputs: list[ModelOutput],
+    options: PredictOptions = PredictOptions(),
 ) -> DataFrame:
     keys = list(fmap.primary_keys)
-    key_fields = [encoded.schema[k] for k in keys]
-    out_schema = T.StructType([*key_fields, T.StructField(SCORE_COLUMN, T.FloatType())])
+    passed = list(options.pass_through)
+    fields = [encoded.schema[k] for k in keys]
+    fields += [T.StructField(out.name, out.spark_type()) for out in outputs]
+    fields += [encoded.schema[name] for name in passed]
     scorer = functools.partial(
         score_batches,
         model_uri=model_uri,
         fmap_json=fmap.to_json(),
         keys=keys,
         inputs=inputs,
+        outputs=outputs,
+        pass_through=passed,
+        tf_threads=options.tf_threads,
     )
-    return encoded.select(*keys, *inputs).mapInArrow(scorer, out_schema)
+    columns = list(dict.fromkeys([*keys, *inputs, *passed]))
+    return encoded.select(*columns).mapInArrow(scorer, T.StructType(fields))
 
 
 def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
-    batch_size = int(job.options.get("batch_size", DEFAULT_BATCH_SIZE))
-    if batch_size < 1:
-        raise PredictError(f"option batch_size must be at least 1, got {batch_size}")
+    options = PredictOptions.from_job(job)
     encoded_uri = job.layout.encoded(job.feature.tag, job.date)
     require_complete(encoded_uri, "predict input (encoded features; run encode first)")
     model_uri, model_date = resolve_model(job)
     femodel = job.layout.femodel(job.feature.tag, model_date)
     fmap = FeatureMap.load(femodel)
     encoded = spark.read.parquet(encoded_uri)
-    missing_keys = [k for k in fmap.primary_keys if k not in encoded.columns]
+    keys = list(fmap.primary_keys)
+    missing_keys = [k for k in keys if k not in encoded.columns]
     if missing_keys:
         raise PredictError(f"the encoded table {encoded_uri} has no key column(s) {missing_keys}")
 
-    model = cached_model(model_uri)  # on the driver: fail early, learn the inputs
+    # On the driver: fail before any task starts, and learn the inputs and outputs.
+    from tf_jobs.model_io import load_model
+
+    model = load_model(model_uri)
     inputs = model_inputs(model, fmap)
+    outputs = model_outputs(model)
     where = {"model": model_uri, "encoded": encoded_uri, "fmap": femodel}
     check_inputs(inputs, fmap, encoded, where)
+    check_output_columns(keys, outputs, list(options.pass_through), encoded)
 
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(batch_size))
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(options.batch_size))
+    expected = encoded.count()
+    if expected == 0 and not options.allow_empty:
+        raise PredictError(
+            f"the encoded partition {encoded_uri} has no rows; nothing to predict. "
+            "Set the predict option allow_empty: true to commit an empty prediction instead"
+        )
     final = job.layout.predict(job.model.tag, job.date)
     staging = storage.staging_uri(final)
     try:
-        expected = encoded.count()
-        score_frame(encoded, fmap, model_uri, list(inputs)).write.parquet(staging)
+        scored = score_frame(encoded, fmap, model_uri, list(inputs), outputs, options)
+        scored.write.parquet(staging)
         rows = spark.read.parquet(staging).count()
         if rows != expected:
             raise PredictError(
@@ -199,7 +385,12 @@ def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
     finally:
         discard(staging)
     log.info("scored %d rows with %s into %s", rows, model_uri, final)
-    return {"rows": rows, "output": final, "model": model_uri}
+    return {
+        "rows": rows,
+        "output": final,
+        "model": model_uri,
+        "columns": scored.columns,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

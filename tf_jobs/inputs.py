@@ -37,6 +37,8 @@ IGNORED_PREFIXES = ["_", "."]
 # Rows per Arrow batch read from Parquet: large enough to amortise per-batch
 # overhead, small enough to keep memory flat on wide tables.
 READ_BATCH_ROWS = 65_536
+# Training batches handed from Python to tf.data per generator call.
+GROUP_BATCHES = 16
 
 
 class EncodedDataError(ValueError):
@@ -201,21 +203,45 @@ def make_dataset(
 
     def generate() -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
         # from_generator calls this once per pass over the data, i.e. once per epoch.
-        yield from iter_arrays(source, fmap, label, options, epoch=next(epochs))
+        # Each yield carries a stack of up to GROUP_BATCHES batches: the
+        # generator's per-element cost (a Python call under the GIL) is then
+        # paid once per group, and unbatch() splits the stack in C++.
+        batches = iter_arrays(source, fmap, label, options, epoch=next(epochs))
+        group: list[tuple[dict[str, np.ndarray], np.ndarray]] = []
+        for batch in batches:
+            if group and len(batch[1]) != len(group[0][1]):
+                yield _stack(group)
+                group = []
+            group.append(batch)
+            if len(group) == GROUP_BATCHES:
+                yield _stack(group)
+                group = []
+        if group:
+            yield _stack(group)
 
     signature = (
         {
-            name: tf.TensorSpec(shape=(None, width), dtype=tf.as_dtype(dtype), name=name)
+            name: tf.TensorSpec(shape=(None, None, width), dtype=tf.as_dtype(dtype), name=name)
             for name, (dtype, width) in input_specs(fmap).items()
         },
-        tf.TensorSpec(shape=(None, 1), dtype=tf.float32),
+        tf.TensorSpec(shape=(None, None, 1), dtype=tf.float32),
     )
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature).unbatch()
     if rows is not None:
         # Exact by construction: iter_arrays emits ceil(rows / batch_size) batches.
         steps = math.ceil(rows / options.batch_size)
         dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _stack(
+    group: list[tuple[dict[str, np.ndarray], np.ndarray]],
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Batches of one size as arrays of shape (batches, rows, width)."""
+    return (
+        {name: np.stack([b[0][name] for b in group]) for name in group[0][0]},
+        np.stack([b[1] for b in group]),
+    )
 
 
 def input_options(

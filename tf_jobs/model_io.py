@@ -11,12 +11,11 @@ import shutil
 import tempfile
 
 from dlflow_airflow import storage
+from dlflow_airflow.model_resolution import ModelNotFoundError
 
 MODEL_FILE = "model.keras"
 
-
-class ModelNotFoundError(FileNotFoundError):
-    """No saved model where one was expected."""
+__all__ = ["MODEL_FILE", "ModelNotFoundError", "load_model", "model_file_uri", "save_model"]
 
 
 def model_file_uri(model_partition: str) -> str:

@@ -7,9 +7,12 @@ evaluate and Spark predict can all feed it ``batches.inputs_from_arrow``.
 Builders use built-in Keras layers only: ``keras.models.load_model(path,
 compile=False)`` then needs no custom objects on Spark executors.
 
-Adding a model::
+Built-ins: ``dnn_binary_classifier``, ``dnn_regressor`` (DLFlow's) and
+``deepfm``. User models (see docs/models.md for the contract) are a
+:class:`ModelSpec` named in YAML as ``package.module:ATTR`` or registered
+under the entry-point group ``dlflow_airflow.models``::
 
-    register_model(ModelSpec(name="my_model", build=build_my_model, defaults={"units": 16}))
+    MY_MODEL = ModelSpec(name="my_model", build=build_my_model, defaults={"units": 16})
 
 Keras is imported inside builders so importing this module stays cheap.
 """
@@ -17,12 +20,15 @@ Keras is imported inside builders so importing this module stays cheap.
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any
 
 from dlflow_airflow.fmap import FeatureMap, FmapError
 
+ENTRY_POINT_GROUP = "dlflow_airflow.models"
 BINARY = "binary"
 REGRESSION = "regression"
 
@@ -71,18 +77,45 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 
 
 def get_model(name: str) -> ModelSpec:
-    """The registered model ``name``.
+    """The model ``name``: a built-in, an entry point of ``dlflow_airflow.models``,
+    or ``package.module:attr`` naming a :class:`ModelSpec`.
 
-    :raises ModelConfigError: unknown name (the message lists the known ones).
+    :raises ModelConfigError: unknown name (the message lists the known ones),
+        or an entry point / attribute that is not a :class:`ModelSpec`.
     """
-    try:
+    if name in MODELS:
         return MODELS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, MODELS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ModelConfigError(
-            f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}.{hint}"
-        ) from None
+    entry_point = _entry_point_models().get(name)
+    if entry_point is not None:
+        return _check_spec(entry_point.load(), f"entry point {name!r} ({entry_point.value})")
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ModelConfigError(
+                f"model {name!r}: cannot import module {module_name!r}: {exc}"
+            ) from None
+        if not hasattr(module, attr):
+            raise ModelConfigError(f"model {name!r}: module {module_name!r} has no {attr!r}")
+        return _check_spec(getattr(module, attr), f"model {name!r}")
+    known = sorted({*MODELS, *_entry_point_models()})
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ModelConfigError(
+        f"unknown model {name!r}; known models: {', '.join(known)}.{hint} "
+        "(a user model is 'package.module:ATTR' naming a tf_jobs.models.ModelSpec)"
+    )
+
+
+def _entry_point_models() -> dict[str, Any]:
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def _check_spec(obj: Any, what: str) -> ModelSpec:
+    if not isinstance(obj, ModelSpec):
+        raise ModelConfigError(f"{what} is a {type(obj).__name__}, not a tf_jobs.models.ModelSpec")
+    return obj
 
 
 def resolve_params(spec: ModelSpec, params: Mapping[str, Any]) -> dict[str, Any]:
@@ -148,79 +181,204 @@ def _coerce(model: str, key: str, value: Any, default: Any) -> Any:
     return value
 
 
-# --- dnn_binary_classifier ----------------------------------------------------------------
+# --- the built-ins ------------------------------------------------------------------------
 
 
-def _validate_dnn(params: Mapping[str, Any]) -> None:
+def _positive_units(name: str, params: Mapping[str, Any]) -> None:
     if any(units < 1 for units in params["hidden_units"]):
         raise ModelConfigError(
-            f"model 'dnn_binary_classifier': hidden_units must be positive, "
-            f"got {params['hidden_units']}"
+            f"model {name!r}: hidden_units must be positive, got {params['hidden_units']}"
         )
     if params["embedding_dim"] < 1:
         raise ModelConfigError(
-            f"model 'dnn_binary_classifier': embedding_dim must be >= 1, "
-            f"got {params['embedding_dim']}"
+            f"model {name!r}: embedding_dim must be >= 1, got {params['embedding_dim']}"
         )
     if not 0.0 <= params["dropout"] < 1.0:
         raise ModelConfigError(
-            f"model 'dnn_binary_classifier': dropout must be in [0, 1), got {params['dropout']}"
+            f"model {name!r}: dropout must be in [0, 1), got {params['dropout']}"
         )
     if params["learning_rate"] <= 0.0:
         raise ModelConfigError(
-            f"model 'dnn_binary_classifier': learning_rate must be > 0, "
-            f"got {params['learning_rate']}"
+            f"model {name!r}: learning_rate must be > 0, got {params['learning_rate']}"
         )
 
 
-def build_dnn_binary_classifier(fmap: FeatureMap, params: Mapping[str, Any]) -> Any:
-    """Numeric vectors as they are + one embedding table per bucket -> MLP -> sigmoid ``score``."""
+def model_inputs(fmap: FeatureMap) -> dict[str, Any]:
+    """One ``keras.Input`` per encoded column, named after it (the model contract)."""
     import keras
 
     inputs: dict[str, Any] = {}
+    for bucket in fmap.buckets:
+        if bucket.nums:
+            inputs[bucket.nums_column] = keras.Input(
+                shape=(bucket.nums_width,), dtype="float32", name=bucket.nums_column
+            )
+        if bucket.ctgs:
+            inputs[bucket.ctgs_column] = keras.Input(
+                shape=(bucket.ctgs_width,), dtype="int32", name=bucket.ctgs_column
+            )
+    return inputs
+
+
+def _dnn_tower(fmap: FeatureMap, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
+    """Numeric vectors as they are + one embedding table per bucket -> dense layers."""
+    import keras
+
     parts: list[Any] = []
     for bucket in fmap.buckets:
         if bucket.nums:
-            nums = keras.Input(shape=(bucket.nums_width,), dtype="float32", name=bucket.nums_column)
-            inputs[bucket.nums_column] = nums
-            parts.append(nums)
+            parts.append(inputs[bucket.nums_column])
         if bucket.ctgs:
-            ids = keras.Input(shape=(bucket.ctgs_width,), dtype="int32", name=bucket.ctgs_column)
-            inputs[bucket.ctgs_column] = ids
             # One table per bucket: the fmap gives every categorical feature of
             # the bucket its own id range inside bucket.ctgs_vocab_size.
             embedded = keras.layers.Embedding(
                 bucket.ctgs_vocab_size, params["embedding_dim"], name=f"{bucket.name}_embedding"
-            )(ids)
+            )(inputs[bucket.ctgs_column])
             parts.append(keras.layers.Flatten(name=f"{bucket.name}_embedding_flat")(embedded))
-
     x = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="features")(parts)
     for i, units in enumerate(params["hidden_units"]):
         x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
         if params["dropout"] > 0.0:
             x = keras.layers.Dropout(params["dropout"], name=f"dropout_{i}")(x)
-    score = keras.layers.Dense(1, activation="sigmoid", name="score")(x)
+    return x
 
-    model = keras.Model(inputs=inputs, outputs=score, name="dnn_binary_classifier")
+
+def _compile_binary(model: Any, learning_rate: float) -> Any:
+    import keras
+
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=params["learning_rate"]),
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss="binary_crossentropy",
         metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
     )
     return model
 
 
+def build_dnn_binary_classifier(fmap: FeatureMap, params: Mapping[str, Any]) -> Any:
+    """DLFlow's DNN: embeddings + numeric vectors -> MLP -> sigmoid ``score``."""
+    import keras
+
+    inputs = model_inputs(fmap)
+    x = _dnn_tower(fmap, inputs, params)
+    score = keras.layers.Dense(1, activation="sigmoid", name="score")(x)
+    model = keras.Model(inputs=inputs, outputs=score, name="dnn_binary_classifier")
+    return _compile_binary(model, params["learning_rate"])
+
+
+def build_dnn_regressor(fmap: FeatureMap, params: Mapping[str, Any]) -> Any:
+    """DLFlow's DNN regression: the same tower, a linear ``score``, mean squared error."""
+    import keras
+
+    inputs = model_inputs(fmap)
+    x = _dnn_tower(fmap, inputs, params)
+    score = keras.layers.Dense(1, name="score")(x)
+    model = keras.Model(inputs=inputs, outputs=score, name="dnn_regressor")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=params["learning_rate"]),
+        loss="mse",
+        metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
+    )
+    return model
+
+
+def build_deepfm(fmap: FeatureMap, params: Mapping[str, Any]) -> Any:
+    """DeepFM (Guo et al. 2017): first-order + factorisation machine + DNN, one sigmoid.
+
+    Every categorical feature is a field; each bucket's numeric vector is one
+    more field (projected to the embedding size). Built from stock Keras
+    layers so the saved model loads without custom objects.
+    """
+    import keras
+
+    k = params["embedding_dim"]
+    inputs = model_inputs(fmap)
+    fields: list[Any] = []  # each (batch, n, k)
+    linear: list[Any] = []  # first-order terms
+    for bucket in fmap.buckets:
+        if bucket.nums:
+            nums = inputs[bucket.nums_column]
+            linear.append(nums)
+            projected = keras.layers.Dense(k, name=f"{bucket.name}_nums_field")(nums)
+            fields.append(keras.layers.Reshape((1, k), name=f"{bucket.name}_nums_1k")(projected))
+        if bucket.ctgs:
+            ids = inputs[bucket.ctgs_column]
+            fields.append(
+                keras.layers.Embedding(bucket.ctgs_vocab_size, k, name=f"{bucket.name}_embedding")(
+                    ids
+                )
+            )
+            weights = keras.layers.Embedding(
+                bucket.ctgs_vocab_size, 1, name=f"{bucket.name}_first_order"
+            )(ids)
+            linear.append(keras.layers.Flatten(name=f"{bucket.name}_first_order_flat")(weights))
+    n_fields = sum(int(f.shape[1]) for f in fields)
+    stacked = (
+        fields[0] if len(fields) == 1 else keras.layers.Concatenate(axis=1, name="fields")(fields)
+    )
+
+    # FM: 0.5 * sum_k((sum_i v_i)^2 - sum_i v_i^2), sums taken as n * mean.
+    summed = keras.layers.Rescaling(float(n_fields))(keras.layers.GlobalAveragePooling1D()(stacked))
+    square_of_sum = keras.layers.Multiply()([summed, summed])
+    squares = keras.layers.Multiply()([stacked, stacked])
+    sum_of_squares = keras.layers.Rescaling(float(n_fields))(
+        keras.layers.GlobalAveragePooling1D()(squares)
+    )
+    pairwise = keras.layers.Subtract()([square_of_sum, sum_of_squares])
+    fm_logit = keras.layers.Dense(
+        1,
+        use_bias=False,
+        trainable=False,
+        kernel_initializer=keras.initializers.Constant(0.5),
+        name="fm",
+    )(pairwise)
+
+    first = linear[0] if len(linear) == 1 else keras.layers.Concatenate()(linear)
+    linear_logit = keras.layers.Dense(1, name="linear")(first)
+
+    x = keras.layers.Flatten(name="fields_flat")(stacked)
+    for i, units in enumerate(params["hidden_units"]):
+        x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
+        if params["dropout"] > 0.0:
+            x = keras.layers.Dropout(params["dropout"], name=f"dropout_{i}")(x)
+    deep_logit = keras.layers.Dense(1, name="deep")(x)
+
+    logit = keras.layers.Add(name="logit")([linear_logit, fm_logit, deep_logit])
+    score = keras.layers.Activation("sigmoid", name="score")(logit)
+    model = keras.Model(inputs=inputs, outputs=score, name="deepfm")
+    return _compile_binary(model, params["learning_rate"])
+
+
+_DNN_DEFAULTS: dict[str, Any] = {
+    "hidden_units": [64, 32],
+    "embedding_dim": 8,
+    "dropout": 0.0,
+    "learning_rate": 0.001,
+}
+
 register_model(
     ModelSpec(
         name="dnn_binary_classifier",
         build=build_dnn_binary_classifier,
-        defaults={
-            "hidden_units": [64, 32],
-            "embedding_dim": 8,
-            "dropout": 0.0,
-            "learning_rate": 0.001,
-        },
+        defaults=_DNN_DEFAULTS,
         task=BINARY,
-        validate=_validate_dnn,
+        validate=lambda p: _positive_units("dnn_binary_classifier", p),
+    )
+)
+register_model(
+    ModelSpec(
+        name="dnn_regressor",
+        build=build_dnn_regressor,
+        defaults=_DNN_DEFAULTS,
+        task=REGRESSION,
+        validate=lambda p: _positive_units("dnn_regressor", p),
+    )
+)
+register_model(
+    ModelSpec(
+        name="deepfm",
+        build=build_deepfm,
+        defaults={**_DNN_DEFAULTS, "hidden_units": [64, 32]},
+        task=BINARY,
+        validate=lambda p: _positive_units("deepfm", p),
     )
 )

@@ -5,11 +5,13 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
 from dlflow_airflow.jobconf import job_argv
+from dlflow_airflow.rerun import StageRun
 
 SPARK_JOBS = ("demo_data", "merge", "encode", "predict")
 
@@ -35,8 +37,15 @@ class DlflowSparkSubmitOperator(SparkSubmitOperator):
     :param date: the partition date; a template, ``{{ ds }}`` by default, so
         scheduled, manual and backfill runs each process their own partition.
     :param spark_python: the Python the driver and executors run; defaults to
-        the worker's own interpreter (right for ``local[*]``).
-    :param kwargs: passed to :class:`SparkSubmitOperator` (conn_id, conf, ...).
+        the worker's own interpreter (right for ``local[*]``). The conf keys
+        ``spark.pyspark.python`` / ``spark.pyspark.driver.python`` override it
+        per side (e.g. the executors' Python on a cluster).
+    :param ship_code: zip ``dlflow_airflow``, ``spark_jobs``, ``tf_jobs`` and
+        ``ship_modules`` at execute time (cached by content hash, see
+        :mod:`dlflow_airflow.shipping`) and pass the zip with ``--py-files``, so
+        executors that do not have the project installed can run the job.
+    :param ship_modules: more modules to ship, e.g. a user's model module.
+    :param kwargs: passed to :class:`SparkSubmitOperator` (conn_id, conf, py_files, ...).
     """
 
     template_fields = (*SparkSubmitOperator.template_fields, "date")
@@ -48,6 +57,8 @@ class DlflowSparkSubmitOperator(SparkSubmitOperator):
         job_body: dict[str, Any],
         date: str = "{{ ds }}",
         spark_python: str | None = None,
+        ship_code: bool = True,
+        ship_modules: Sequence[str] = (),
         **kwargs: Any,
     ) -> None:
         if job not in SPARK_JOBS:
@@ -57,9 +68,23 @@ class DlflowSparkSubmitOperator(SparkSubmitOperator):
         self.job = job
         self.date = date
         self.spark_python = spark_python
+        self.ship_code = ship_code
+        self.ship_modules = tuple(ship_modules)
+
+    def shipped_py_files(self) -> str | None:
+        """``py_files`` plus the project's code zip (built or reused) when shipping is on."""
+        if not self.ship_code:
+            return self.py_files
+        from dlflow_airflow.shipping import build_code_zip
+
+        code_zip = build_code_zip(self.ship_modules)
+        self.log.info("shipping project code to executors: %s", code_zip)
+        return ",".join(part for part in (self.py_files, code_zip) if part)
 
     def execute(self, context: Any) -> None:
+        stage_run = StageRun.begin(self, context, self.job, self.application_args)
         self.application = spark_job_path(self.job)
+        self.py_files = self.shipped_py_files()
         python = self.spark_python or sys.executable
         self.conf = {
             "spark.pyspark.python": python,
@@ -71,4 +96,5 @@ class DlflowSparkSubmitOperator(SparkSubmitOperator):
         bin_dir = os.path.dirname(sys.executable)
         path = os.environ.get("PATH", "")
         self.env_vars = {"PATH": f"{bin_dir}{os.pathsep}{path}", **(self.env_vars or {})}
-        return super().execute(context)
+        super().execute(context)
+        stage_run.finish(context)

@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
-from dlflow_airflow.runners.base import JobFailedError, JobRunner, get_runner, runner_names
+from dlflow_airflow.runners.base import (
+    JobFailedError,
+    Runner,
+    RunnerUnavailableError,
+    TfTask,
+    get_runner,
+    runner_names,
+)
 
-__all__ = ["JobFailedError", "JobRunner", "get_runner", "runner_names"]
+__all__ = [
+    "JobFailedError",
+    "Runner",
+    "RunnerUnavailableError",
+    "TfTask",
+    "get_runner",
+    "runner_names",
+]

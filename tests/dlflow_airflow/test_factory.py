@@ -50,3 +50,31 @@ def test_stage_pool_and_retries_override():
     dag = build_dag(Pipeline.from_data(doc, source="p.yaml"))
     assert dag.get_task("train").pool == "gpu"
     assert dag.get_task("train").retries == 5
+
+
+def test_params_force_and_stages_are_in_the_trigger_form():
+    dag = build_dag(Pipeline.from_data(base_pipeline(), source="p.yaml"))
+    params = dag.params.dump()
+    assert params == {"force": False, "stages": []}
+    stages = dag.params.get_param("stages").schema
+    assert stages["type"] == "array"
+    assert set(stages["examples"]) == {"merge", "encode", "train", "evaluate", "predict"}
+
+
+def test_skipped_stage_does_not_skip_the_stages_after_it():
+    dag = build_dag(Pipeline.from_data(base_pipeline(), source="p.yaml"))
+    assert {t.trigger_rule for t in dag.tasks} == {"none_failed"}
+
+
+def test_each_stage_declares_its_outputs_as_assets():
+    dag = build_dag(Pipeline.from_data(base_pipeline(), source="p.yaml"))
+    names = {t.task_id: sorted(a.name for a in t.outlets) for t in dag.tasks}
+    assert names == {
+        "merge": ["dlflow.raw.f1"],
+        "encode": ["dlflow.encoded.f1", "dlflow.femodel.f1"],
+        "train": ["dlflow.model.m1"],
+        "evaluate": ["dlflow.evaluate.m1"],
+        "predict": ["dlflow.predict.m1"],
+    }
+    (model,) = dag.get_task("train").outlets
+    assert model.uri == "file:///tmp/dlflow-test-ws/model/TAG=m1"

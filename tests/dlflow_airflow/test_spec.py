@@ -42,7 +42,23 @@ BAD = [
     (lambda d: _set(d, "feature.primary_keys", []), "feature.primary_keys", "at least 1 item"),
     (lambda d: _set(d, "feature.tagg", "x"), "feature.tagg", "allowed keys: tag, primary_keys"),
     (lambda d: _set(d, "model.date", "yesterday"), "model.date", "'same', 'latest' or a date"),
-    (lambda d: _set(d, "buckets.user.method", "zscoree"), "buckets.user.method", "'minmax'"),
+    (
+        lambda d: _set(d, "buckets.user.method", "zscoree"),
+        "buckets.user.method",
+        "'minmax', 'zscore' or 'pnorm'",
+    ),
+    (
+        lambda d: _set(d, "buckets.user.params", {"p": 3}),
+        "buckets.user",
+        "params ['p'] do not apply to method 'minmax'; allowed: min, max",
+    ),
+    (
+        lambda d: _set(d, "buckets.user.params", {"min": 1, "max": 1}),
+        "buckets.user",
+        "params.min (1) must be below params.max (1)",
+    ),
+    (lambda d: _set(d, "buckets.user.min_count", 0), "buckets.user.min_count", "greater than"),
+    (lambda d: _set(d, "buckets.user.encode", "maybe"), "buckets.user.encode", "valid boolean"),
     (lambda d: _set(d, "schedule", "every day"), "schedule", "neither a cron expression"),
     (lambda d: _set(d, "start_date", "2026-13-01"), "start_date", "valid date"),
     (lambda d: _set(d, "workspace", "relative/dir"), "workspace", "absolute path or a URI"),
@@ -80,6 +96,59 @@ BAD = [
         "cannot import module 'no_such_module_x'",
     ),
     (lambda d: _set(d, "stages.train", {"runner": "yarn"}), "stages.train.runner", "'local'"),
+    # TF stage options (issue 4)
+    (
+        lambda d: _set(d, "stages.train", {"runner": "kubernetes"}),
+        "stages.train",
+        "runner 'kubernetes' needs a 'kubernetes' block",
+    ),
+    (
+        lambda d: _set(d, "stages.train", {"docker": {"image": "x:1"}}),
+        "stages.train",
+        "a 'docker' block is only read with runner: docker",
+    ),
+    (
+        lambda d: _set(d, "stages.train", {"runner": "kubernetes", "kubernetes": {"imag": "x"}}),
+        "stages.train.kubernetes.imag",
+        "unknown key 'imag'; allowed keys: image, namespace",
+    ),
+    (
+        lambda d: _set(d, "stages.train", {"input": "csv"}),
+        "stages.train.input",
+        "'parquet' or 'tfrecord'",
+    ),
+    (
+        lambda d: _set(d, "stages.train", {"warm_start": "yesterday"}),
+        "stages.train.warm_start",
+        "expected 'none', 'latest' or a model date YYYY-MM-DD",
+    ),
+    (
+        lambda d: _set(d, "stages.train", {"workers": 0}),
+        "stages.train.workers",
+        "greater than or equal to 1",
+    ),
+    (
+        lambda d: _set(
+            d, "stages.train", {"workers": 2, "runner": "docker", "docker": {"image": "x:1"}}
+        ),
+        "stages.train",
+        "workers > 1 runs local processes; it needs runner: local",
+    ),
+    (
+        lambda d: _set(d, "stages.evaluate", {"gate": {"auc": 0.7}}),
+        "stages.evaluate.gate.auc",
+        "valid dictionary",
+    ),
+    (
+        lambda d: _set(d, "stages.evaluate", {"gate": {"acu": {"min": 0.7}}}),
+        "stages.evaluate.gate",
+        "unknown gate metric ['acu']; known metrics: auc, pr_auc",
+    ),
+    (
+        lambda d: _set(d, "stages.evaluate", {"gate": {"auc": {}}}),
+        "stages.evaluate.gate.auc",
+        "a gate bound needs min, max or both",
+    ),
     (lambda d: _set(d, "dag_id", "bad id!"), "dag_id", "should match pattern"),
 ]
 

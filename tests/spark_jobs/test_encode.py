@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from typing import Any
@@ -8,7 +9,7 @@ import pandas as pd
 import pytest
 
 from dlflow_airflow import storage
-from dlflow_airflow.fmap import FeatureMap
+from dlflow_airflow.fmap import Bucket, Feature, FeatureMap, Normalizers
 from spark_jobs import encode
 from spark_jobs.encode import EncodeError, UnknownFeatureError, UnsupportedColumnTypeError
 from spark_jobs.paths import PartitionNotFoundError
@@ -34,19 +35,20 @@ DAY_TWO = [
 ]
 BUCKETS = {"user": {"features": ["city", "age", "device"], "method": "minmax"}}
 # uid -> (user_nums, user_ctgs, default_nums) for DAY_ONE with the fmap fitted on it:
-# age in [20, 40]; income in [100, 300] (NaN ignored); city a=1 b=2 c=3 (ties by value);
-# device offset 4 (after city's 3 values + unseen): x=5, y=6, null=4.
+# age in [20, 40]; income in [100, 300] (NaN ignored); city unseen=0 null=1, a=2 b=3 c=4
+# (ties by value); device offset 5 (after city's 3 values + 2 reserved): unseen=5, null=6,
+# x=7, y=8.
 EXPECTED_ONE = {
-    1: ([0.0], [2, 5], [0.0, 1.0]),
-    2: ([0.5], [1, 5], [0.0, 0.0]),
-    3: ([1.0], [2, 4], [1.0, 0.0]),
-    4: ([0.0], [3, 6], [0.5, 1.0]),
-    5: ([1.0], [1, 5], [0.0, 1.0]),
+    1: ([0.0], [3, 7], [0.0, 1.0]),
+    2: ([0.5], [2, 7], [0.0, 0.0]),
+    3: ([1.0], [3, 6], [1.0, 0.0]),
+    4: ([0.0], [4, 8], [0.5, 1.0]),
+    5: ([1.0], [2, 7], [0.0, 1.0]),
 }
 # DAY_TWO with the DAY_ONE fmap: out-of-range numbers clip, unseen categories get offset + 0.
 EXPECTED_TWO = {
-    6: ([1.0], [0, 6], [0.0, 0.0]),
-    7: ([0.25], [1, 4], [0.25, 1.0]),
+    6: ([1.0], [0, 8], [0.0, 0.0]),
+    7: ([0.25], [2, 5], [0.25, 1.0]),
 }
 
 
@@ -84,24 +86,27 @@ def test_fit_writes_fmap_and_encoded_table(spark: Any, raw_job: Any) -> None:
     assert result["fmap_checksum"] == fmap.checksum
     assert [b.name for b in fmap.buckets] == ["user", "default"]
     user, default = fmap.buckets
-    assert [(f.name, f.offset, f.size, f.meta) for f in user.nums] == [
-        ("age", 0, 1, {"min": 20.0, "max": 40.0})
-    ]
+    assert [(f.name, f.offset, f.size, f.meta) for f in user.nums] == [("age", 0, 1, {})]
+    stats = Normalizers.load(layout.femodel("ctr", DATE), fmap)
+    assert result["normalizers"] == f"{layout.femodel('ctr', DATE)}/normalizers.json"
+    assert stats.of("user", "age") == {"min": [20.0], "max": [40.0]}
+    assert stats.of("default", "income") == {"min": [100.0], "max": [300.0]}
+    assert stats.of("default", "active") == {"min": [0.0], "max": [1.0]}
     assert [(f.name, f.offset, f.size, f.meta["vocab"]) for f in user.ctgs] == [
-        ("city", 0, 4, ["a", "b", "c"]),
-        ("device", 4, 3, ["x", "y"]),
+        ("city", 0, 5, ["a", "b", "c"]),
+        ("device", 5, 4, ["x", "y"]),
     ]
-    assert user.ctgs_vocab_size == 7
-    assert [(f.name, f.dtype, f.offset, f.meta) for f in default.nums] == [
-        ("income", "double", 0, {"min": 100.0, "max": 300.0}),
-        ("active", "boolean", 1, {"min": 0.0, "max": 1.0}),
+    assert user.ctgs_vocab_size == 9
+    assert [(f.name, f.dtype, f.offset) for f in default.nums] == [
+        ("income", "double", 0),
+        ("active", "boolean", 1),
     ]
     assert default.ctgs == ()
     assert fmap.input_columns() == ["user_nums", "user_ctgs", "default_nums"]
     assert encoded_rows(spark, result["output"]) == EXPECTED_ONE
 
 
-def test_reused_fmap_clips_and_maps_unseen_to_index_zero(
+def test_reused_fmap_clips_and_maps_unseen_to_offset_zero(
     spark: Any, raw_job: Any, write_table: Any, make_job: Any
 ) -> None:
     first = encode.run(spark, raw_job)
@@ -137,6 +142,27 @@ def test_large_vocabularies_use_a_join_with_the_same_result(
     assert encoded_rows(spark, result["output"]) == EXPECTED_ONE
 
 
+@pytest.mark.parametrize("lookup_limit", [64, 0], ids=["literal-map", "join"])
+def test_format_1_fmap_keeps_its_ids(
+    spark: Any, monkeypatch: pytest.MonkeyPatch, lookup_limit: int
+) -> None:
+    """Format 1 shared offset + 0 between nulls and unseen values; its models keep that."""
+    monkeypatch.setattr(encode, "MAP_LOOKUP_LIMIT", lookup_limit)
+    frame = spark.createDataFrame(
+        [(1, "a"), (2, "b"), (3, None), (4, "z")], "uid long, city string"
+    )
+
+    def ids(format_version: int, size: int) -> list[int]:
+        city = Feature("city", "string", size, 10, {"vocab": ["a", "b"]})
+        fmap = FeatureMap("ctr", DATE, ("uid",), (), (Bucket("u", "minmax", ctgs=(city,)),))
+        fmap = dataclasses.replace(fmap, format=format_version)
+        out = encode.encode_frame(spark, frame, fmap, Normalizers(fmap.checksum))
+        return [r["u_ctgs"][0] for r in out.orderBy("uid").collect()]
+
+    assert ids(2, 4) == [12, 13, 11, 10]  # a, b, null, unseen
+    assert ids(1, 3) == [11, 12, 10, 10]
+
+
 def test_many_categories_are_warned_about(
     spark: Any, raw_job: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -154,8 +180,8 @@ def test_unknown_bucket_column_suggests_a_name(spark: Any, raw_job: Any, make_jo
     job = make_job(raw_job.workspace, buckets={"user": {"features": ["label"]}})
     with pytest.raises(UnknownFeatureError, match="'label', which is a primary key, label"):
         encode.run(spark, job)
-    job = make_job(raw_job.workspace, buckets={"user": {"features": ["age"], "method": "zscore"}})
-    with pytest.raises(EncodeError, match="method 'zscore' is not supported"):
+    job = make_job(raw_job.workspace, buckets={"user": {"features": ["age"], "method": "l2"}})
+    with pytest.raises(EncodeError, match="method 'l2' is not supported"):
         encode.run(spark, job)
     assert not storage.exists(job.layout.femodel("ctr", DATE))
 
@@ -165,9 +191,9 @@ def test_unsupported_type_names_the_column(
 ) -> None:
     job = make_job(workspace)
     write_table(
-        job.layout.raw("ctr", DATE), [(1, 0, [1, 2])], "uid long, label int, hist array<int>"
+        job.layout.raw("ctr", DATE), [(1, 0, ["a"])], "uid long, label int, hist array<string>"
     )
-    with pytest.raises(UnsupportedColumnTypeError, match="'hist' has type array<int>"):
+    with pytest.raises(UnsupportedColumnTypeError, match="'hist' has type array<string>"):
         encode.run(spark, job)
 
 
@@ -201,13 +227,15 @@ def test_demo_fmap_matches_the_raw_table(pipeline: Any, spark: Any) -> None:
     raw: pd.DataFrame = spark.read.parquet(pipeline.merge["output"]).toPandas()
     user = fmap.bucket("user")
     assert [f.name for f in user.nums] == ["age", "income"]
-    assert [(f.name, f.offset) for f in user.ctgs] == [("city", 0), ("device", 31)]
+    assert [(f.name, f.offset) for f in user.ctgs] == [("city", 0), ("device", 32)]
     city = user.ctgs[0]
     counts = raw["city"].value_counts()
     expected = sorted(counts.index, key=lambda v: (-counts[v], v))
-    assert city.meta["vocab"] == expected and city.size == len(expected) + 1 == 31
+    assert city.meta["vocab"] == expected and city.size == len(expected) + 2 == 32
     income = user.nums[1]
-    assert income.meta == {"min": raw["income"].min(), "max": raw["income"].max()}
+    stats = Normalizers.load(result["fmap"].rsplit("/", 1)[0], fmap).of("user", "income")
+    low, high = stats["min"][0], stats["max"][0]
+    assert (low, high) == (raw["income"].min(), raw["income"].max())
     assert [f.name for f in fmap.bucket("default").nums] == ["dwell_time"]
 
     encoded = spark.read.parquet(result["output"]).toPandas().set_index("uid")
@@ -215,6 +243,5 @@ def test_demo_fmap_matches_the_raw_table(pipeline: Any, spark: Any) -> None:
     sample = raw.dropna().head(5).set_index("uid")
     for uid, row in sample.iterrows():
         nums, ctgs = encoded.loc[uid, "user_nums"], encoded.loc[uid, "user_ctgs"]
-        span = income.meta["max"] - income.meta["min"]
-        assert nums[1] == pytest.approx((row["income"] - income.meta["min"]) / span, rel=1e-6)
-        assert ctgs[0] == city.offset + 1 + city.meta["vocab"].index(row["city"])
+        assert nums[income.offset] == pytest.approx((row["income"] - low) / (high - low), rel=1e-6)
+        assert ctgs[0] == city.offset + 2 + city.meta["vocab"].index(row["city"])

@@ -15,8 +15,14 @@ from .conftest import DATE, DEMO_ROWS, NEXT_DATE
 pytestmark = [pytest.mark.spark, pytest.mark.tf]
 
 
-def tiny_model(fmap: FeatureMap, rename: dict[str, str] | None = None) -> Any:
-    """A small DNN whose inputs are named like the fmap's encoded columns."""
+def tiny_model(
+    fmap: FeatureMap, rename: dict[str, str] | None = None, *, two_outputs: bool = False
+) -> Any:
+    """A small DNN whose inputs are named like the fmap's encoded columns.
+
+    ``two_outputs``: outputs ``logit`` (1 wide) and ``probability`` (2 wide,
+    softmax) instead of one ``score``.
+    """
     import keras
 
     rename = rename or {}
@@ -32,7 +38,11 @@ def tiny_model(fmap: FeatureMap, rename: dict[str, str] | None = None) -> Any:
             embedded = keras.layers.Embedding(bucket.ctgs_vocab_size, 4)(inputs[name])
             parts.append(keras.layers.Flatten()(embedded))
     hidden = keras.layers.Dense(8, activation="relu")(keras.layers.Concatenate()(parts))
-    output = keras.layers.Dense(1, activation="sigmoid")(hidden)
+    if two_outputs:
+        logit = keras.layers.Dense(1, name="logit")(hidden)
+        probability = keras.layers.Dense(2, activation="softmax", name="probability")(hidden)
+        return keras.Model(inputs, {"logit": logit, "probability": probability})
+    output = keras.layers.Dense(1, activation="sigmoid", name="score")(hidden)
     return keras.Model(inputs, output)
 
 
@@ -55,6 +65,7 @@ def test_predict_scores_every_row(pipeline: Any, spark: Any, fmap: FeatureMap) -
         "rows": DEMO_ROWS,
         "output": job.layout.predict("dnn", DATE),
         "model": job.layout.model("dnn", DATE),
+        "columns": ["uid", "score"],
     }
     assert storage.is_complete(result["output"])
     scores = spark.read.parquet(result["output"])
@@ -73,25 +84,30 @@ def test_predict_scores_every_row(pipeline: Any, spark: Any, fmap: FeatureMap) -
     assert encoded_uids.subtract(scores.select("uid")).count() == 0
 
 
-def test_latest_model_is_the_newest_up_to_the_date(pipeline: Any, fmap: FeatureMap) -> None:
+def test_latest_model_is_the_newest_blessed_up_to_the_date(pipeline: Any, fmap: FeatureMap) -> None:
+    from dlflow_airflow.model_resolution import blessed_marker
+
     job = pipeline.job(model_date="latest")
     partition = job.layout.model("dnn", DATE)
     if not storage.is_complete(partition):
         commit_model(tiny_model(fmap), partition)
+    storage.write_text(blessed_marker(partition), "")
     assert resolve_model(job) == (partition, DATE)
+    # A newer model that missed the evaluate gate is not taken.
     later = pipeline.job(NEXT_DATE, model_date="latest")
+    commit_model(tiny_model(fmap), job.layout.model("dnn", NEXT_DATE))
     assert resolve_model(later) == (partition, DATE)
     earlier = pipeline.job("2025-12-31", model_date="latest")
-    with pytest.raises(ModelNotFoundError, match="no committed model dated 2025-12-31 or earlier"):
+    with pytest.raises(ModelNotFoundError, match="dated on or before 2025-12-31"):
         resolve_model(earlier)
 
 
 def test_missing_model_names_the_path(pipeline: Any, spark: Any) -> None:
-    job = pipeline.job(model_date=NEXT_DATE)
-    expected = f"{job.layout.model('dnn', NEXT_DATE)}/model.keras"
+    job = pipeline.job(model_date="2026-01-05")
+    expected = job.layout.model("dnn", "2026-01-05")
     root = job.layout.root("predict", "dnn")
     before = (storage.list_names(root), storage.list_names(f"{root}/_staging"))
-    with pytest.raises(ModelNotFoundError, match=f"no committed model at {expected}"):
+    with pytest.raises(ModelNotFoundError, match=f"no complete model at {expected}"):
         predict.run(spark, job)
     assert (storage.list_names(root), storage.list_names(f"{root}/_staging")) == before
 
@@ -114,10 +130,117 @@ def test_lost_rows_fail_and_commit_nothing(
     commit_model(tiny_model(fmap), job.layout.model("dnn", "2025-12-29"))
     storage.write_text(f"{job.layout.femodel('ctr', '2025-12-29')}/fmap.json", fmap.to_json())
     scorer = predict.score_frame
-    monkeypatch.setattr(predict, "score_frame", lambda *args: scorer(*args).limit(10))
+    monkeypatch.setattr(predict, "score_frame", lambda *a, **k: scorer(*a, **k).limit(10))
     root = job.layout.root("predict", "dnn")
     before = storage.list_names(root)
     with pytest.raises(PredictError, match=f"wrote 10 rows for {DEMO_ROWS} encoded rows"):
         predict.run(spark, job)
     assert storage.list_names(root) == before
     assert storage.list_names(f"{root}/_staging") == []
+
+
+def model_at(pipeline: Any, fmap: FeatureMap, model_date: str, model: Any) -> Any:
+    """A job whose model date holds ``model`` and the pipeline's fmap."""
+    job = pipeline.job(model_date=model_date)
+    if not storage.is_complete(job.layout.model("dnn", model_date)):
+        commit_model(model, job.layout.model("dnn", model_date))
+        storage.write_text(f"{job.layout.femodel('ctr', model_date)}/fmap.json", fmap.to_json())
+    return job
+
+
+def test_every_model_output_gets_a_column_and_pass_through_follows(
+    pipeline: Any, spark: Any, fmap: FeatureMap
+) -> None:
+    model_at(pipeline, fmap, "2025-12-28", tiny_model(fmap, two_outputs=True))
+    job = pipeline.job(model_date="2025-12-28", options={"pass_through": ["label"]})
+    result = predict.run(spark, job)
+    assert result["rows"] == DEMO_ROWS
+    scores = spark.read.parquet(result["output"])
+    assert scores.columns == result["columns"] == ["uid", "logit", "probability", "label"]
+    assert dict(scores.dtypes)["probability"] == "array<float>"
+    assert dict(scores.dtypes)["logit"] == "float"
+    stats = scores.selectExpr(
+        "count(*) n",
+        "min(size(probability)) lo",
+        "max(size(probability)) hi",
+        "max(abs(probability[0] + probability[1] - 1)) off",
+    ).first()
+    assert (stats["n"], stats["lo"], stats["hi"]) == (DEMO_ROWS, 2, 2)
+    assert stats["off"] < 1e-5
+    labels = spark.read.parquet(pipeline.encode["output"]).select("uid", "label")
+    assert labels.subtract(scores.select("uid", "label")).count() == 0
+
+
+def test_pass_through_of_an_unknown_column_is_named(
+    pipeline: Any, spark: Any, fmap: FeatureMap
+) -> None:
+    model_at(pipeline, fmap, "2025-12-28", tiny_model(fmap, two_outputs=True))
+    job = pipeline.job(model_date="2025-12-28", options={"pass_through": ["lable"]})
+    with pytest.raises(PredictError, match=r"pass_through names \['lable'\]"):
+        predict.run(spark, job)
+    clash = pipeline.job(model_date="2025-12-28", options={"pass_through": ["uid"]})
+    with pytest.raises(PredictError, match="'uid' would be both a primary key"):
+        predict.run(spark, clash)
+
+
+def test_model_is_loaded_once_per_python_worker(
+    pipeline: Any, spark: Any, fmap: FeatureMap
+) -> None:
+    import pyarrow as pa
+
+    job = model_at(pipeline, fmap, "2025-12-27", tiny_model(fmap))
+    model_uri = job.layout.model("dnn", "2025-12-27")
+    encoded = spark.read.parquet(pipeline.encode["output"]).repartition(8)
+    outputs = [predict.ModelOutput("score", 1)]
+    inputs = fmap.input_columns()
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "100")
+    scored = predict.score_frame(encoded, fmap, model_uri, inputs, outputs)
+    assert scored.count() == DEMO_ROWS
+
+    def loads(batches: Any) -> Any:
+        import os
+
+        from spark_jobs import predict as worker_predict
+
+        for _ in batches:
+            pass
+        yield pa.RecordBatch.from_pylist(
+            [{"pid": os.getpid(), "loads": worker_predict.LOADS.count(model_uri)}]
+        )
+
+    probe = spark.range(0, 8, numPartitions=8).mapInArrow(loads, "pid long, loads long")
+    per_worker = {row["pid"]: row["loads"] for row in probe.collect()}
+    # 8 partitions ran on at most 2 reused workers, each of which loaded the model once.
+    assert len(per_worker) < 8
+    assert set(per_worker.values()) <= {0, 1}
+    assert 1 in per_worker.values()
+
+
+@pytest.fixture(scope="module")
+def empty_date(pipeline: Any, spark: Any) -> str:
+    """A committed encoded partition with no rows, for ``2026-01-03``."""
+    date = "2026-01-03"
+    job = pipeline.job(date)
+    uri = job.layout.encoded("ctr", date)
+    staging = storage.staging_uri(uri)
+    spark.read.parquet(pipeline.encode["output"]).limit(0).write.parquet(staging)
+    storage.commit(staging, uri)
+    return date
+
+
+def test_empty_input_is_an_error_unless_allowed(
+    pipeline: Any, spark: Any, fmap: FeatureMap, empty_date: str
+) -> None:
+    model_at(pipeline, fmap, "2025-12-27", tiny_model(fmap))
+    job = pipeline.job(empty_date, model_date="2025-12-27")
+    with pytest.raises(PredictError, match="has no rows; nothing to predict.*allow_empty: true"):
+        predict.run(spark, job)
+    assert not storage.exists(job.layout.predict("dnn", empty_date))
+
+    allowed = pipeline.job(empty_date, model_date="2025-12-27", options={"allow_empty": True})
+    result = predict.run(spark, allowed)
+    assert result["rows"] == 0
+    assert storage.is_complete(result["output"])
+    empty = spark.read.parquet(result["output"])
+    assert empty.columns == ["uid", "score"]
+    assert empty.count() == 0

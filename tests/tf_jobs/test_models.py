@@ -11,7 +11,9 @@ pytestmark = pytest.mark.tf
 
 
 def test_unknown_model_lists_known_ones() -> None:
-    with pytest.raises(ModelConfigError, match="known models: dnn_binary_classifier") as info:
+    with pytest.raises(
+        ModelConfigError, match="known models: deepfm, dnn_binary_classifier, dnn_regressor"
+    ) as info:
         models.get_model("dnn_binary_clasifier")
     assert "Did you mean 'dnn_binary_classifier'" in str(info.value)
 

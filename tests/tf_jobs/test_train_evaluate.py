@@ -42,12 +42,9 @@ def test_train_commits_model_history_and_manifest(
     assert trained["rows"] == TRAIN_ROWS
     assert trained["epochs"] == 3
     folder = Path(local_path(final))
-    assert sorted(p.name for p in folder.iterdir()) == [
-        "_SUCCESS",
-        "history.json",
-        "manifest.json",
-        "model.keras",
-    ]
+    assert {"_SUCCESS", "history.json", "manifest.json", "model.keras"} <= {
+        p.name for p in folder.iterdir()
+    }
     history = json.loads((folder / "history.json").read_text())["epochs"]
     assert [row["epoch"] for row in history] == [1, 2, 3]
     assert history[-1]["loss"] == pytest.approx(trained["final_loss"])
@@ -93,7 +90,18 @@ def test_evaluate_writes_metrics(workspace: Workspace, trained: dict[str, Any]) 
     folder = Path(local_path(final))
     assert (folder / "_SUCCESS").exists()
     written = json.loads((folder / "metrics.json").read_text())
-    assert written == {k: v for k, v in result.items() if k != "output"}
+    assert {k: written[k] for k in result if k not in ("output", "blessed")} == {
+        k: v for k, v in result.items() if k not in ("output", "blessed")
+    }
+    assert 0.5 < result["pr_auc"] <= 1.0
+    assert 0.8 < result["calibration"] < 1.25
+    assert len(written["calibration_table"]) >= 5
+    for plot in ("roc.png", "pr.png", "calibration.png"):
+        assert (folder / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # No gate: nothing to miss, the model is blessed.
+    assert result["blessed"] is True
+    model_folder = Path(local_path(workspace.layout.model(MODEL_TAG, TRAIN_DATE)))
+    assert (model_folder / "BLESSED").exists()
 
 
 def test_evaluate_latest_picks_the_newest_model(
@@ -113,7 +121,9 @@ def test_evaluate_without_model_names_the_path(fresh_workspace: Workspace) -> No
 
 
 def test_unknown_model_name(workspace: Workspace) -> None:
-    with pytest.raises(ModelConfigError, match="known models: dnn_binary_classifier"):
+    with pytest.raises(
+        ModelConfigError, match="known models: deepfm, dnn_binary_classifier, dnn_regressor"
+    ):
         train.run(workspace.job(model_name="wide_and_deep"))
 
 

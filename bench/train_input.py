@@ -1,0 +1,211 @@
+"""Training input throughput: our Parquet input and our TFRecord input vs in-memory tensors.
+
+The same model (``dnn_binary_classifier``) is trained for one measured epoch
+from each source, after one warm-up epoch that traces the graph. In-memory
+tensors are the ceiling: the input can never be faster than data already in
+memory. The goal is Parquet >= 0.9x in-memory (the input is never the
+bottleneck). Shuffling is off for all three so they do the same work;
+Parquet with shuffling is printed as a fourth line.
+
+    .venv/bin/python bench/train_input.py --rows 200000        # quick
+    .venv/bin/python bench/train_input.py --rows 2000000       # full size
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from dlflow_airflow.fmap import Bucket, Feature, FeatureMap  # noqa: E402
+
+NUMS = 16
+CATEGORIES = (("city", 200), ("device", 20), ("hour", 25))
+ITEM_CATEGORIES = (("category", 500), ("brand", 2000))
+
+
+def make_fmap() -> FeatureMap:
+    def ctgs(specs: tuple[tuple[str, int], ...]) -> tuple[Feature, ...]:
+        features, offset = [], 0
+        for name, size in specs:
+            features.append(Feature(name=name, dtype="string", size=size, offset=offset))
+            offset += size
+        return tuple(features)
+
+    user = Bucket(
+        name="user",
+        method="minmax",
+        nums=tuple(Feature(name=f"n{i}", dtype="double", size=1, offset=i) for i in range(NUMS)),
+        ctgs=ctgs(CATEGORIES),
+    )
+    item = Bucket(name="item", method="minmax", ctgs=ctgs(ITEM_CATEGORIES))
+    return FeatureMap(
+        feature_tag="bench",
+        model_date="2026-01-01",
+        primary_keys=("uid",),
+        labels=("label",),
+        buckets=(user, item),
+    )
+
+
+def make_table(rows: int, seed: int = 1) -> pa.Table:
+    rng = np.random.default_rng(seed)
+
+    def ids(specs: tuple[tuple[str, int], ...]) -> np.ndarray:
+        columns, offset = [], 0
+        for _, size in specs:
+            columns.append(offset + rng.integers(0, size, rows, dtype=np.int32))
+            offset += size
+        return np.stack(columns, axis=1)
+
+    nums = rng.random((rows, NUMS), dtype=np.float32)
+    user_ctgs, item_ctgs = ids(CATEGORIES), ids(ITEM_CATEGORIES)
+    logit = 3 * (nums[:, 0] - 0.5) + np.where(user_ctgs[:, 0] % 3 == 0, 1.0, -1.0)
+    label = (logit + rng.normal(0, 1, rows) > 0).astype(np.int64)
+    return pa.table(
+        {
+            "uid": pa.array(np.arange(rows, dtype=np.int64)),
+            "label": pa.array(label),
+            "user_nums": _lists(nums, pa.float32()),
+            "user_ctgs": _lists(user_ctgs, pa.int32()),
+            "item_ctgs": _lists(item_ctgs, pa.int32()),
+        }
+    )
+
+
+def _lists(values: np.ndarray, value_type: pa.DataType) -> pa.ListArray:
+    rows, width = values.shape
+    offsets = pa.array(np.arange(0, rows * width + 1, width, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(values.reshape(-1), type=value_type))
+
+
+def write_inputs(table: pa.Table, root: Path, parts: int) -> tuple[str, str]:
+    """The encoded Parquet partition and the TFRecord partition, as encode writes them."""
+    from spark_jobs.tfrecord import ColumnSpec, frame_record, serialize_batch
+
+    parquet, records = root / "encoded", root / "tfrecord"
+    parquet.mkdir(parents=True)
+    records.mkdir(parents=True)
+    specs = [
+        ColumnSpec("uid", "int64", False),
+        ColumnSpec("label", "int64", False),
+        ColumnSpec("user_nums", "float", True),
+        ColumnSpec("user_ctgs", "int64", True),
+        ColumnSpec("item_ctgs", "int64", True),
+    ]
+    step = -(-table.num_rows // parts)
+    for i in range(parts):
+        part = table.slice(i * step, step)
+        pq.write_table(part, parquet / f"part-{i:05d}.snappy.parquet")
+        with open(records / f"part-{i:05d}.tfrecord", "wb") as handle:
+            for batch in part.to_batches(max_chunksize=65_536):
+                handle.writelines(frame_record(r) for r in serialize_batch(batch, specs))
+    for folder in (parquet, records):
+        (folder / "_SUCCESS").touch()
+    return f"file://{parquet}", f"file://{records}"
+
+
+class EpochTimer:
+    """Wall time of each epoch (a Keras callback, built lazily so keras loads after setup)."""
+
+    @staticmethod
+    def create():
+        import keras
+
+        class _Timer(keras.callbacks.Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.times: list[float] = []
+
+            def on_epoch_begin(self, epoch, logs=None) -> None:
+                self._start = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None) -> None:
+                self.times.append(time.perf_counter() - self._start)
+
+        return _Timer()
+
+
+def measure(name: str, dataset, fmap: FeatureMap, params: dict, rows: int) -> float:
+    import keras
+
+    from tf_jobs import models
+
+    keras.utils.set_random_seed(7)
+    spec = models.get_model("dnn_binary_classifier")
+    model = models.build_model(spec, fmap, params)
+    timer = EpochTimer.create()
+    model.fit(dataset, epochs=2, verbose=0, shuffle=False, callbacks=[timer])
+    seconds = timer.times[-1]  # the second epoch: graph traced, caches warm
+    steps = -(-rows // params["batch_size"])
+    print(f"{name:<24} {rows / seconds:>12,.0f} rows/s {steps / seconds:>10,.1f} steps/s")
+    return rows / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--parts", type=int, default=4)
+    args = parser.parse_args()
+
+    fmap = make_fmap()
+    table = make_table(args.rows)
+    with tempfile.TemporaryDirectory(prefix="dlflow-bench-") as tmp:
+        parquet_uri, tfrecord_uri = write_inputs(table, Path(tmp), args.parts)
+
+        import tensorflow as tf
+
+        from tf_jobs import inputs, tfrecord_input, train
+        from tf_jobs.batches import inputs_from_arrow, labels_from_arrow
+
+        train.configure_tensorflow(None, 7)
+        params = {
+            **train.models.TRAIN_DEFAULTS,
+            "batch_size": args.batch_size,
+            "hidden_units": [64, 32],
+            "embedding_dim": 8,
+            "dropout": 0.0,
+            "learning_rate": 0.001,
+        }
+        options = inputs.InputOptions(batch_size=args.batch_size, shuffle=False)
+        print(
+            f"{args.rows:,} rows, batch {args.batch_size}, {args.parts} part files, "
+            f"{os.cpu_count()} CPUs, TF {tf.__version__}"
+        )
+
+        whole = pa.Table.from_batches(table.to_batches()).combine_chunks().to_batches()[0]
+        tensors = (inputs_from_arrow(whole, fmap), labels_from_arrow(whole, "label")[:, None])
+        memory = tf.data.Dataset.from_tensor_slices(tensors).batch(args.batch_size).cache()
+        baseline = measure("in-memory tensors", memory.prefetch(2), fmap, params, args.rows)
+
+        source = inputs.open_encoded(parquet_uri, fmap, "label")
+        parquet_ds = inputs.make_dataset(source, fmap, "label", options, rows=args.rows)
+        parquet = measure("parquet (ours)", parquet_ds, fmap, params, args.rows)
+
+        records = tfrecord_input.open_tfrecord(tfrecord_uri)
+        records_ds = tfrecord_input.make_dataset(records, fmap, "label", options, rows=args.rows)
+        tfrecord = measure("tfrecord (ours)", records_ds, fmap, params, args.rows)
+
+        shuffled = inputs.InputOptions(batch_size=args.batch_size, shuffle=True, seed=7)
+        shuffled_ds = inputs.make_dataset(source, fmap, "label", shuffled, rows=args.rows)
+        parquet_shuffled = measure("parquet, shuffled", shuffled_ds, fmap, params, args.rows)
+
+    print(f"parquet / in-memory:          {parquet / baseline:.2f}x (goal >= 0.90x)")
+    print(f"tfrecord / in-memory:         {tfrecord / baseline:.2f}x")
+    print(f"parquet shuffled / in-memory: {parquet_shuffled / baseline:.2f}x")
+    print(f"parquet / tfrecord:           {parquet / tfrecord:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

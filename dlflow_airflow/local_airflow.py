@@ -1,0 +1,222 @@
+"""A real, local Airflow: api-server, scheduler and dag-processor on 127.0.0.1.
+
+Used by ``dlflow-airflow serve`` (look at the demo in the UI) and by the
+end-to-end test. SQLite metadata DB and the LocalExecutor: Airflow 3.3 allows
+this pair (``airflow standalone`` uses it), with ``parallelism`` kept small.
+
+Two settings Airflow 3.3 needs that are easy to miss:
+
+- ``[core] execution_api_server_url`` must point at this api-server's
+  ``/execution/`` when the port is not 8080, or every task dies with
+  "Connection refused";
+- every process must share one ``[api_auth] jwt_secret``, or the api-server
+  refuses the workers' tokens. It is kept in ``<home>/jwt_secret``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOCAL_SPARK_CONNECTION = json.dumps({"conn_type": "spark", "host": "local[*]"})
+COMPONENTS = ("api-server", "scheduler", "dag-processor")
+
+
+class LocalAirflowError(RuntimeError):
+    """The local Airflow did not start, or an API call failed."""
+
+
+@dataclass
+class LocalAirflow:
+    """Start, talk to and stop a local Airflow.
+
+    :param home: AIRFLOW_HOME (created); component logs go to ``<home>/logs/<name>.out``.
+    :param dags_folder: the DAG folder the dag-processor parses.
+    :param port: the api-server's port (UI and REST API).
+    :param env: extra environment variables for every component (e.g. DLFLOW_WORKSPACE).
+    :param parallelism: LocalExecutor worker processes.
+    """
+
+    home: Path
+    dags_folder: Path
+    port: int = 8080
+    env: dict[str, str] = field(default_factory=dict)
+    parallelism: int = 2
+    _procs: dict[str, subprocess.Popen] = field(default_factory=dict, init=False, repr=False)
+    _token: str | None = field(default=None, init=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def environ(self) -> dict[str, str]:
+        bin_dir = str(Path(sys.executable).parent)
+        return {
+            **os.environ,
+            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": self.url,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API_AUTH__JWT_SECRET": self._jwt_secret(),
+            # New and changed YAML files show up within seconds.
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "1",
+            "AIRFLOW_CONN_SPARK_DEFAULT": os.environ.get(
+                "AIRFLOW_CONN_SPARK_DEFAULT", LOCAL_SPARK_CONNECTION
+            ),
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            **self.env,
+        }
+
+    def _jwt_secret(self) -> str:
+        path = self.home / "jwt_secret"
+        if not path.exists():
+            self.home.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+        return path.read_text().strip()
+
+    def airflow(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """Run one ``airflow`` CLI command against this home; output captured."""
+        cmd = [str(Path(sys.executable).parent / "airflow"), *args]
+        proc = subprocess.run(cmd, env=self.environ(), capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            raise LocalAirflowError(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def start(self, timeout: float = 180) -> None:
+        """Migrate the DB, start the three components, wait until the API answers."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        (self.home / "logs").mkdir(exist_ok=True)
+        self.airflow("db", "migrate")
+        airflow_bin = str(Path(sys.executable).parent / "airflow")
+        for name in COMPONENTS:
+            out = (self.home / "logs" / f"{name}.out").open("ab")
+            self._procs[name] = subprocess.Popen(
+                [airflow_bin, name],
+                env=self.environ(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # stop() signals the component's whole group
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=5):
+                    return
+            except (urllib.error.URLError, OSError):
+                time.sleep(2)
+        raise LocalAirflowError(f"the api-server did not answer on {self.url} in {timeout:.0f}s")
+
+    def _check_alive(self) -> None:
+        for name, proc in self._procs.items():
+            if proc.poll() is not None:
+                log = self.home / "logs" / f"{name}.out"
+                tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
+                raise LocalAirflowError(f"airflow {name} exited ({proc.returncode}):\n{tail}")
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stop the components this object started (their process groups only)."""
+        for proc in self._procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in self._procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self._procs.clear()
+
+    def wait(self) -> None:
+        """Block until a component exits (``serve``); Ctrl-C stops all of them."""
+        try:
+            while True:
+                self._check_alive()
+                time.sleep(2)
+        finally:
+            self.stop()
+
+    # -- REST API ---------------------------------------------------------
+
+    def token(self) -> str:
+        if self._token is None:
+            self._token = self._request("GET", "/auth/token", auth=False)["access_token"]
+        return self._token
+
+    def api(self, method: str, path: str, body: Any = None) -> Any:
+        """Call ``/api/v2<path>`` and return the decoded JSON answer."""
+        return self._request(method, f"/api/v2{path}", body)
+
+    def _request(self, method: str, path: str, body: Any = None, *, auth: bool = True) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if auth:
+            request.add_header("Authorization", f"Bearer {self.token()}")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")
+            raise LocalAirflowError(f"{method} {path}: HTTP {exc.code}: {detail}") from None
+        return json.loads(raw) if raw else None
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 180) -> dict[str, Any]:
+        """Wait until the dag-processor has parsed ``dag_id``; returns the DAG's details."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                return self.api("GET", f"/dags/{dag_id}")
+            except LocalAirflowError:
+                time.sleep(2)
+        raise LocalAirflowError(f"DAG {dag_id!r} did not appear within {timeout:.0f}s")
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 900) -> dict[str, Any]:
+        """Wait until a DAG run ends; returns it (``state`` is success or failed)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            run = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
+            if run["state"] in ("success", "failed"):
+                return run
+            time.sleep(3)
+        raise LocalAirflowError(f"run {run_id} of {dag_id} did not finish in {timeout:.0f}s")
+
+    def wait_for_backfill(self, backfill_id: int, timeout: float = 1800) -> list[dict[str, Any]]:
+        """Wait until a backfill completes; returns its DAG runs (oldest first)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            backfill = self.api("GET", f"/backfills/{backfill_id}")
+            if backfill.get("completed_at"):
+                query = (
+                    f"logical_date_gte={backfill['from_date']}"
+                    f"&logical_date_lte={backfill['to_date']}&order_by=logical_date&limit=100"
+                )
+                query = query.replace("+", "%2B")
+                return self.api("GET", f"/dags/{backfill['dag_id']}/dagRuns?{query}")["dag_runs"]
+            time.sleep(3)
+        raise LocalAirflowError(f"backfill {backfill_id} did not complete in {timeout:.0f}s")

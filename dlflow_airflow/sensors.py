@@ -1,0 +1,121 @@
+"""The upstream-partition sensor behind the ``wait_upstream`` stage kind.
+
+It checks the same dependencies, with the same checkers (``_SUCCESS``,
+``min_size_mb``, ``min_rows``) and ``degrade_days``, as the merge job, so a
+DAG waits for its upstream data instead of failing at merge. Pure Python
+(pyarrow file metadata), no Spark.
+
+With ``deferrable=True`` the sensor checks once and, if not ready, hands the
+waiting to :class:`~dlflow_airflow.triggers.UpstreamPartitionTrigger` in the
+triggerer, so no worker slot is held at all while it waits.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator
+
+from dlflow_airflow.dependencies import (
+    DependencyError,
+    UpstreamMissingError,
+    parse_dependencies,
+    resolve_all,
+)
+
+
+class UpstreamPartitionSensor(BaseSensorOperator):
+    """Succeeds once every dependency resolves for the run's date.
+
+    :param dependencies: name -> dependency (see :mod:`dlflow_airflow.dependencies`).
+    :param workspace: fills ``{workspace}`` in dependency paths.
+    :param date: the run date, ``YYYY-MM-DD`` (templated; default ``{{ ds }}``).
+    :param deferrable: wait in the triggerer (:mod:`dlflow_airflow.triggers`)
+        instead of in a worker slot.
+
+    Other keyword arguments (``poke_interval``, ``timeout``, ``mode``...) are
+    Airflow's ``BaseSensorOperator``'s.
+    """
+
+    template_fields = ("date",)
+
+    def __init__(
+        self,
+        *,
+        dependencies: dict[str, Any],
+        workspace: str,
+        date: str = "{{ ds }}",
+        deferrable: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("mode", "reschedule")
+        super().__init__(**kwargs)
+        parse_dependencies(dependencies)  # fail at parse time, not at run time
+        self.dependencies = dependencies
+        self.workspace = workspace
+        self.date = date
+        self.deferrable = deferrable
+
+    def _resolve(self) -> dict[str, str]:
+        parsed = parse_dependencies(self.dependencies)
+        resolved = resolve_all(parsed, workspace=self.workspace, day=self.date)
+        return {name: item.value for name, item in resolved.items()}
+
+    def poke(self, context: Any) -> Any:
+        try:
+            values = self._resolve()
+        except UpstreamMissingError as exc:
+            self.log.info("upstream not ready: %s", exc)
+            return False
+        self.log.info("upstream ready: %s", values)
+        from airflow.sdk import PokeReturnValue
+
+        return PokeReturnValue(is_done=True, xcom_value=values)
+
+    def execute(self, context: Any) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        try:
+            values = self._resolve()
+        except UpstreamMissingError as exc:
+            self.log.info("upstream not ready, deferring: %s", exc)
+        else:
+            self.log.info("upstream ready: %s", values)
+            return values
+        self.defer(
+            trigger=self.build_trigger(),
+            method_name="execute_complete",
+            # A backstop only: the trigger reports its own deadline with the paths tried.
+            timeout=timedelta(seconds=self.timeout + 2 * self.poke_interval),
+        )
+
+    def build_trigger(self) -> Any:
+        """The :class:`~dlflow_airflow.triggers.UpstreamPartitionTrigger` this sensor defers to."""
+        from dlflow_airflow.triggers import UpstreamPartitionTrigger
+
+        return UpstreamPartitionTrigger(
+            dependencies=self.dependencies,
+            workspace=self.workspace,
+            date=self.date,
+            poke_interval=self.poke_interval,
+            deadline=time.time() + self.timeout,
+        )
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, str]:
+        """Resume after the trigger fired: the resolved values, or raise with why not.
+
+        :raises AirflowSensorTimeout: the deadline passed; the message names each path tried.
+        :raises DependencyError: the trigger found a dependency misconfigured.
+        """
+        status = event.get("status")
+        if status == "success":
+            self.log.info("upstream ready: %s", event["values"])
+            return event["values"]
+        message = event.get("message", f"unexpected trigger event {event!r}")
+        if status == "timeout":
+            from airflow.sdk.exceptions import AirflowSensorTimeout
+
+            raise AirflowSensorTimeout(f"upstream not ready after {self.timeout:.0f} s: {message}")
+        raise DependencyError(f"waiting for upstream failed: {message}")

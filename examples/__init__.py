@@ -1,0 +1,1 @@
+"""Examples of user extensions (models) for dlflow-airflow."""

@@ -1,0 +1,110 @@
+"""Which raw columns encode accepts, and how each becomes numbers or categories.
+
+- scalar numbers (int, long, float, double, decimal) and booleans -> ``nums``, one position;
+- ``array<number>`` of one fixed size ``n`` -> ``nums``, ``n`` positions;
+- ``map<string, number>`` -> ``nums``, one position per key of its key vocabulary;
+- strings -> ``ctgs``, one id.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+SCALAR, ARRAY, MAP, STRING = "scalar", "array", "map", "string"
+NUMERIC_TYPES = (
+    T.BooleanType,
+    T.ByteType,
+    T.ShortType,
+    T.IntegerType,
+    T.LongType,
+    T.FloatType,
+    T.DoubleType,
+    T.DecimalType,
+)
+
+
+class EncodeError(ValueError):
+    """The raw table, bucket config or fmap cannot be encoded."""
+
+
+class UnsupportedColumnTypeError(EncodeError):
+    """A feature column has a type encode does not handle."""
+
+
+class UnknownFeatureError(EncodeError):
+    """A bucket or an fmap names a column the raw table does not have."""
+
+
+def column_type(field: T.StructField) -> str:
+    """:data:`SCALAR`, :data:`ARRAY`, :data:`MAP` or :data:`STRING`; raises for other types."""
+    data_type = field.dataType
+    if isinstance(data_type, NUMERIC_TYPES):
+        return SCALAR
+    if isinstance(data_type, T.StringType):
+        return STRING
+    if isinstance(data_type, T.ArrayType) and isinstance(data_type.elementType, NUMERIC_TYPES):
+        return ARRAY
+    if isinstance(data_type, T.MapType) and isinstance(data_type.valueType, NUMERIC_TYPES):
+        if not isinstance(data_type.keyType, T.StringType):
+            raise UnsupportedColumnTypeError(
+                f"map column {field.name!r} has keys of type {data_type.keyType.simpleString()}; "
+                "encode needs string keys (they become a vocabulary): cast the keys upstream"
+            )
+        return MAP
+    raise UnsupportedColumnTypeError(
+        f"feature column {field.name!r} has type {data_type.simpleString()}, which encode "
+        "does not support: numbers, booleans, strings, array<number> and map<string, number> "
+        "are (drop it with feature.drop_columns)"
+    )
+
+
+def dtype_category(dtype: str) -> str:
+    """The :func:`column_type` of a type name stored in an fmap."""
+    if dtype.startswith("array<"):
+        return ARRAY
+    if dtype.startswith("map<"):
+        return MAP
+    return STRING if dtype == "string" else SCALAR
+
+
+def kind_of(field: T.StructField) -> str:
+    """``nums`` or ``ctgs`` for a feature column; raises for other types."""
+    return "ctgs" if column_type(field) == STRING else "nums"
+
+
+def as_double(value: Column, data_type: T.DataType) -> Column:
+    """A number as a double: booleans 0/1, NaN as null."""
+    if isinstance(data_type, T.BooleanType):
+        value = value.cast("int")
+    value = value.cast("double")
+    if isinstance(data_type, (T.FloatType, T.DoubleType)):
+        value = F.nanvl(value, F.lit(None).cast("double"))
+    return value
+
+
+def element_values(
+    name: str, data_type: T.DataType, size: int, keys: list[str] | None = None
+) -> list[Column]:
+    """One double per position of a numeric feature (null where the value is missing).
+
+    An array whose length is not ``size`` fails the Spark task with an error
+    naming the column and both lengths.
+    """
+    column = F.col(name)
+    if isinstance(data_type, T.ArrayType):
+        element = data_type.elementType
+        values = [as_double(F.try_element_at(column, F.lit(i + 1)), element) for i in range(size)]
+        wrong = column.isNotNull() & (F.size(column) != F.lit(size))
+        message = F.concat(
+            F.lit(f"encode: array column {name!r} must hold {size} numbers (the fmap's size), "),
+            F.lit("a row holds "),
+            F.size(column).cast("string"),
+        )
+        values[0] = F.when(wrong, F.raise_error(message).cast("double")).otherwise(values[0])
+        return values
+    if isinstance(data_type, T.MapType):
+        value_type = data_type.valueType
+        return [as_double(F.try_element_at(column, F.lit(key)), value_type) for key in keys or []]
+    return [as_double(column, data_type)]

@@ -1,0 +1,86 @@
+"""Per-bucket normalisers of the numeric vector, as Spark expressions.
+
+- ``minmax``: ``(x - min) / (max - min)`` clipped to [0, 1], then mapped to the
+  output range ``params.min``..``params.max`` (default 0..1); a null value
+  gives the low end, a constant feature gives the low end.
+- ``zscore``: ``(x - mean) / std`` (``params.with_mean`` / ``with_std``, default
+  true; a zero std divides by 1); a null value gives 0.
+- ``pnorm``: each row's vector divided by its p-norm (``params.p``, default 2);
+  nothing is fitted; nulls count as 0.
+- ``encode: false``: values pass through; nulls become 0.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+METHODS = ("minmax", "zscore", "pnorm")
+FITTED = {"minmax": ("min", "max"), "zscore": ("mean", "std")}
+
+
+def statistic_aggs(value: Column, prefix: str) -> list[Column]:
+    """The aggregates every fitted method may need, named ``<prefix><stat>``."""
+    return [
+        F.min(value).alias(f"{prefix}min"),
+        F.max(value).alias(f"{prefix}max"),
+        F.avg(value).alias(f"{prefix}mean"),
+        F.stddev_samp(value).alias(f"{prefix}std"),
+    ]
+
+
+def fitted_names(method: str, encode: bool) -> tuple[str, ...]:
+    """The statistics a bucket keeps (saved beside the fmap)."""
+    return FITTED.get(method, ()) if encode else ()
+
+
+def normalize(
+    values: list[Column],
+    stats: list[dict[str, float | None]],
+    method: str,
+    params: dict[str, float | int | bool],
+    encode: bool,
+) -> list[Column]:
+    """The bucket's numeric vector, position by position."""
+    if not encode:
+        return [F.coalesce(v, F.lit(0.0)) for v in values]
+    if method == "minmax":
+        low, high = float(params.get("min", 0.0)), float(params.get("max", 1.0))
+        return [
+            _minmax(v, s.get("min"), s.get("max"), low, high)
+            for v, s in zip(values, stats, strict=True)
+        ]
+    if method == "zscore":
+        with_mean = bool(params.get("with_mean", True))
+        with_std = bool(params.get("with_std", True))
+        return [_zscore(v, s, with_mean, with_std) for v, s in zip(values, stats, strict=True)]
+    raise ValueError(f"method {method!r} is not position-wise")
+
+
+def _minmax(value: Column, lo: float | None, hi: float | None, low: float, high: float) -> Column:
+    if lo is None or hi is None or hi <= lo:
+        return F.lit(low)
+    ratio = (value - F.lit(lo)) / F.lit(hi - lo)
+    clipped = F.least(F.greatest(ratio, F.lit(0.0)), F.lit(1.0))
+    scaled = clipped if (low, high) == (0.0, 1.0) else F.lit(low) + clipped * F.lit(high - low)
+    return F.coalesce(scaled, F.lit(low))
+
+
+def _zscore(
+    value: Column, stats: dict[str, float | None], with_mean: bool, with_std: bool
+) -> Column:
+    mean, std = stats.get("mean"), stats.get("std")
+    if mean is None:
+        return F.lit(0.0)
+    centred = value - F.lit(mean) if with_mean else value
+    if with_std and std:
+        centred = centred / F.lit(std)
+    return F.coalesce(centred, F.lit(0.0))
+
+
+def pnorm(vector: Column, p: float) -> Column:
+    """``vector / ||vector||_p`` for an ``array<double>`` column; a zero vector stays zero."""
+    vector = F.transform(vector, lambda x: F.coalesce(x, F.lit(0.0)))
+    total = F.aggregate(vector, F.lit(0.0), lambda acc, x: acc + F.pow(F.abs(x), F.lit(p)))
+    norm = F.pow(total, F.lit(1.0 / p))
+    return F.when(norm > 0, F.transform(vector, lambda x: x / norm)).otherwise(vector)

@@ -1,0 +1,224 @@
+"""The demo DAG on a running Airflow: REST trigger, rerun, backfill, and the UI's Trigger button.
+
+A real Airflow (api-server, scheduler, dag-processor; SQLite; LocalExecutor)
+on 127.0.0.1 parses a copy of the project's ``dags/`` in which the demo
+pipeline is made smaller (fewer rows, one epoch) to keep the suite quick.
+The scheduler's own cron runs are off (``use_job_schedule``): every run here
+is one the test asked for. The tests share one Airflow and run in order.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import DAGS_FOLDER, DEMO_PIPELINE
+
+pytestmark = pytest.mark.e2e
+
+DAG_ID = "dlflow_demo_ctr"
+FEATURE_TAG = "demo_ctr_v1"
+MODEL_TAG = "demo_dnn_v1"
+ROWS = 2000
+# The REST trigger (like the UI's) runs for "now": today's partition. The
+# backfill covers the two days before and today again, whose stages then skip
+# as up to date, as do those of the UI's run: three full pipeline runs in all.
+NOW = datetime.now(UTC)
+FIRST = NOW.date().isoformat()
+BACKFILL = tuple((NOW.date() - timedelta(days=n)).isoformat() for n in (2, 1, 0))
+DATED_OUTPUTS = (
+    f"raw/TAG={FEATURE_TAG}",
+    f"encoded/TAG={FEATURE_TAG}",
+    f"tfrecord/TAG={FEATURE_TAG}",
+    f"femodel/TAG={FEATURE_TAG}",
+    f"model/TAG={MODEL_TAG}",
+    f"evaluate/TAG={MODEL_TAG}",
+    f"predict/TAG={MODEL_TAG}",
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _small_demo(folder: Path) -> None:
+    (folder / "pipelines").mkdir(parents=True)
+    shutil.copy(DAGS_FOLDER / "dlflow_pipelines.py", folder)
+    text = DEMO_PIPELINE.read_text()
+    for old, new in (("rows: 20000", f"rows: {ROWS}"), ("epochs: 4", "epochs: 1")):
+        assert old in text, f"{DEMO_PIPELINE} no longer holds {old!r}"
+        text = text.replace(old, new)
+    (folder / "pipelines" / "demo_ctr.yaml").write_text(text)
+    broken = text.replace(f"dag_id: {DAG_ID}", "dag_id: broken_one")
+    broken = broken.replace("tfrecord: true", "tfrecords: true")
+    (folder / "pipelines" / "broken.yaml").write_text(broken)
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory) -> Iterator:
+    from dlflow_airflow.local_airflow import LocalAirflow
+
+    root = tmp_path_factory.mktemp("airflow-server")
+    _small_demo(root / "dags")
+    server = LocalAirflow(
+        home=root / "airflow",
+        dags_folder=root / "dags",
+        port=_free_port(),
+        env={
+            "DLFLOW_WORKSPACE": str(root / "workspace"),
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+        },
+    )
+    server.start()
+    try:
+        server.wait_for_dag(DAG_ID)
+        server.api("PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
+        server.workspace = root / "workspace"
+        yield server
+    finally:
+        server.stop()
+
+
+def _partition(server, output: str, date: str) -> Path:
+    return server.workspace / output / f"dt={date}"
+
+
+def _predictions(server, date: str) -> list[tuple]:
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(_partition(server, f"predict/TAG={MODEL_TAG}", date), format="parquet")
+    return sorted(zip(*table.to_table(columns=["uid", "score"]).to_pydict().values(), strict=True))
+
+
+def _task_states(server, run_id: str) -> dict[str, str]:
+    answer = server.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")
+    return {ti["task_id"]: ti["state"] for ti in answer["task_instances"]}
+
+
+def _failure_detail(server, run: dict) -> str:
+    """The run, its task states and the end of each failed task's log."""
+    states = _task_states(server, run["dag_run_id"])
+    lines = [str(run), str(states)]
+    for task_id, state in states.items():
+        if state == "failed":
+            logs = sorted((server.home / "logs").glob(f"dag_id={DAG_ID}/*/task_id={task_id}/*.log"))
+            if logs:
+                lines.append(f"--- {logs[-1]}")
+                lines.append(logs[-1].read_text(errors="replace")[-4000:])
+    return "\n".join(lines)
+
+
+def _assert_complete(server, date: str) -> None:
+    for output in DATED_OUTPUTS:
+        part = _partition(server, output, date)
+        assert (part / "_SUCCESS").is_file(), f"{part} has no _SUCCESS"
+        assert (part / "_FINGERPRINT.json").is_file(), f"{part} has no fingerprint"
+
+
+def _no_half_partitions(server) -> None:
+    leftovers = [p for p in server.workspace.rglob("_staging/*")]
+    assert leftovers == []
+
+
+def test_broken_yaml_is_an_import_error_and_the_good_dag_loads(airflow):
+    (error,) = airflow.api("GET", "/importErrors")["import_errors"]
+    assert error["filename"].endswith("dlflow_pipelines.py")
+    assert "broken.yaml: stages.encode.tfrecords: unknown key" in error["stack_trace"]
+    assert airflow.api("GET", f"/dags/{DAG_ID}")["is_paused"] is False
+
+
+def test_rest_trigger_runs_the_dag(airflow):
+    run = airflow.api(
+        "POST",
+        f"/dags/{DAG_ID}/dagRuns",
+        {"logical_date": NOW.isoformat(), "conf": {"force": True}},
+    )
+    done = airflow.wait_for_run(DAG_ID, run["dag_run_id"])
+    assert done["state"] == "success", _failure_detail(airflow, done)
+    _assert_complete(airflow, FIRST)
+    assert len(_predictions(airflow, FIRST)) == ROWS
+    airflow.first_run_id = run["dag_run_id"]
+
+
+def test_cleared_task_reruns_to_the_same_rows(airflow):
+    before = _predictions(airflow, FIRST)
+    part = _partition(airflow, f"predict/TAG={MODEL_TAG}", FIRST)
+    files_before = sorted(p.name for p in part.glob("*.parquet"))
+    run_id = airflow.first_run_id
+    airflow.api(
+        "POST",
+        f"/dags/{DAG_ID}/clearTaskInstances",
+        {"dag_run_id": run_id, "task_ids": ["predict"], "only_failed": False, "dry_run": False},
+    )
+    done = airflow.wait_for_run(DAG_ID, run_id)
+    assert done["state"] == "success", _failure_detail(airflow, done)
+    assert _task_states(airflow, run_id)["predict"] == "success"
+    # The run's conf says force: the job really ran again (new part files) ...
+    assert sorted(p.name for p in part.glob("*.parquet")) != files_before
+    # ... and replaced the partition whole: same rows, no duplicate, no leftovers.
+    after = _predictions(airflow, FIRST)
+    assert after == before
+    assert len({uid for uid, _ in after}) == ROWS
+    assert (part / "_SUCCESS").is_file()
+    _no_half_partitions(airflow)
+
+
+def test_backfill_writes_one_partition_per_date(airflow):
+    backfill = airflow.api(
+        "POST",
+        "/backfills",
+        {
+            "dag_id": DAG_ID,
+            "from_date": f"{BACKFILL[0]}T00:00:00Z",
+            "to_date": f"{BACKFILL[-1]}T00:00:00Z",
+            "max_active_runs": 1,
+            "reprocess_behavior": "completed",
+            "dag_run_conf": {},
+        },
+    )
+    runs = airflow.wait_for_backfill(backfill["id"])
+    by_date = {run["logical_date"][:10]: run for run in runs}
+    assert sorted(by_date) == list(BACKFILL)
+    for date, run in by_date.items():
+        assert run["state"] == "success", _failure_detail(airflow, run)
+        _assert_complete(airflow, date)
+        assert len(_predictions(airflow, date)) == ROWS
+    # Today was already complete with unchanged inputs: every stage skipped.
+    states = _task_states(airflow, by_date[FIRST]["dag_run_id"])
+    assert set(states.values()) == {"skipped"}, states
+    _no_half_partitions(airflow)
+
+
+def test_asset_events_carry_the_partition_date_and_rows(airflow):
+    answer = airflow.api("GET", f"/assets/events?source_dag_id={DAG_ID}&limit=200")
+    events = [e for e in answer["asset_events"] if e["uri"].endswith(f"predict/TAG={MODEL_TAG}")]
+    by_date = {e["extra"].get("date"): e["extra"] for e in events}
+    for date in BACKFILL:
+        assert by_date[date]["rows"] == ROWS
+        assert by_date[date]["partition"].endswith(f"predict/TAG={MODEL_TAG}/dt={date}")
+    models = [e for e in answer["asset_events"] if e["uri"].endswith(f"model/TAG={MODEL_TAG}")]
+    assert {e["extra"]["date"] for e in models} >= set(BACKFILL)
+
+
+def test_ui_trigger_button_starts_a_successful_run(airflow, tmp_path):
+    from tests.e2e.browser import trigger_from_ui
+
+    before = {r["dag_run_id"] for r in _runs(airflow)}
+    trigger_from_ui(airflow.url, DAG_ID, tmp_path / "chromium-profile")
+    new = [r for r in _runs(airflow) if r["dag_run_id"] not in before]
+    assert len(new) == 1, new
+    assert new[0]["run_type"] == "manual"
+    done = airflow.wait_for_run(DAG_ID, new[0]["dag_run_id"])
+    assert done["state"] == "success", _failure_detail(airflow, done)
+    _assert_complete(airflow, done["logical_date"][:10])
+
+
+def _runs(server) -> list[dict]:
+    return server.api("GET", f"/dags/{DAG_ID}/dagRuns?limit=100")["dag_runs"]
