@@ -1,7 +1,8 @@
 """Airflow DAG file: one DAG per ``pipelines/*.yaml`` (dlflow-airflow).
 
-Each YAML is loaded on its own; a broken one is reported in Airflow's import
-errors (file, key path, what was expected) and the others still load.
+Each YAML is loaded on its own: a broken one is skipped here and reported by
+``dlflow_pipeline_errors.py`` (Airflow's import errors), so the good DAGs of
+this file stay loaded and schedulable.
 """
 
 from pathlib import Path

@@ -31,20 +31,27 @@ class DemoSetup:
         return self.home / "workspace"
 
     def env(self) -> dict[str, str]:
-        bin_dir = str(Path(sys.executable).parent)
         return {
-            **os.environ,
-            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-            "AIRFLOW_HOME": str(self.airflow_home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-            "AIRFLOW_CONN_SPARK_DEFAULT": os.environ.get(
-                "AIRFLOW_CONN_SPARK_DEFAULT", LOCAL_SPARK_CONNECTION
-            ),
+            **airflow_env(self.airflow_home, self.dags_folder),
             "DLFLOW_WORKSPACE": str(self.workspace),
-            "TF_CPP_MIN_LOG_LEVEL": "2",
         }
+
+
+def airflow_env(airflow_home: Path, dags_folder: Path) -> dict[str, str]:
+    """The environment of an isolated Airflow: its own home, DAG folder and Spark connection."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW_CONN_SPARK_DEFAULT": os.environ.get(
+            "AIRFLOW_CONN_SPARK_DEFAULT", LOCAL_SPARK_CONNECTION
+        ),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
 
 
 def airflow(setup: DemoSetup, *args: str, log: Path | None = None) -> int:

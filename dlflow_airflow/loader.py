@@ -1,36 +1,39 @@
 """Load every pipeline YAML of a folder into DAGs, each file in isolation.
 
-One broken file never hides the others. Airflow records import errors per DAG
-*file*, and a Python file that raises loses all its DAGs; so broken pipelines
-are gathered into one stand-in DAG whose validation fails during bagging.
-Airflow then shows their messages (file, key path, what was expected) as the
-loader file's import error while the good DAGs load normally.
+One broken file never hides the others, and never takes them down with it.
+Airflow records import errors per DAG *file* and marks every DAG of a file
+with an import error as stale (not scheduled, not triggerable). So the work
+is split across two DAG files:
+
+- ``dlflow_pipelines.py`` calls :func:`load_dags`: every good pipeline
+  becomes a DAG; a broken one is skipped (and logged).
+- ``dlflow_pipeline_errors.py`` holds no DAG: it calls
+  :func:`raise_for_broken_pipelines`, which raises one error listing every
+  broken file with its key path and what was expected. Airflow shows it as
+  that file's import error (UI banner, ``airflow dags list-import-errors``)
+  and clears it on the next parse once the files are fixed.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from airflow.sdk import DAG
+from typing import TYPE_CHECKING
 
 from dlflow_airflow.errors import PipelineError
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
 
-INVALID_DAG_ID = "dlflow_invalid_pipelines"
+    from dlflow_airflow.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
 
 
 class PipelineLoadError(Exception):
     """One or more pipeline files could not become DAGs."""
-
-
-class InvalidPipelines(DAG):
-    """Stand-in for broken pipeline files: Airflow reports it as an import error."""
-
-    def validate(self) -> None:  # noqa: D102 - called by Airflow's DagBag before bagging
-        raise PipelineLoadError(self.doc_md)
 
 
 def pipeline_files(folder: str | Path, patterns: Iterable[str] = ("*.yaml", "*.yml")) -> list[Path]:
@@ -38,37 +41,66 @@ def pipeline_files(folder: str | Path, patterns: Iterable[str] = ("*.yaml", "*.y
     return sorted({p for pattern in patterns for p in folder.glob(pattern) if p.is_file()})
 
 
+@dataclass
+class FolderScan:
+    """The pipelines of a folder that validate, and the messages of those that do not."""
+
+    pipelines: dict[str, Pipeline] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+def scan(folder: str | Path) -> FolderScan:
+    """Validate every pipeline file of ``folder``; a duplicate dag_id is an error too."""
+    from dlflow_airflow.pipeline import Pipeline
+
+    result = FolderScan()
+    sources: dict[str, Path] = {}
+    for path in pipeline_files(folder):
+        try:
+            pipeline = Pipeline.from_file(path)
+        except PipelineError as exc:
+            result.errors.append(str(exc))
+            continue
+        dag_id = pipeline.spec.dag_id
+        if dag_id in sources:
+            result.errors.append(f"{path}: dag_id: {dag_id!r} is already used by {sources[dag_id]}")
+            continue
+        sources[dag_id] = path
+        result.pipelines[dag_id] = pipeline
+    return result
+
+
 def load_dags(folder: str | Path) -> dict[str, DAG]:
-    """``{name: DAG}`` for every good pipeline, plus the stand-in if any failed.
+    """``{dag_id: DAG}`` for every good pipeline of ``folder``.
 
     Meant for a DAG file: ``globals().update(load_dags(HERE / "pipelines"))``.
     """
     from dlflow_airflow.factory import build_dag
-    from dlflow_airflow.pipeline import Pipeline
 
+    found = scan(folder)
+    for message in found.errors:
+        log.error("dlflow: pipeline not loaded (see dlflow_pipeline_errors.py):\n%s", message)
     dags: dict[str, DAG] = {}
-    sources: dict[str, Path] = {}
-    errors: list[str] = []
-    for path in pipeline_files(folder):
+    for dag_id, pipeline in found.pipelines.items():
         try:
-            pipeline = Pipeline.from_file(path)
-            dag_id = pipeline.spec.dag_id
-            if dag_id in sources:
-                raise PipelineLoadError(
-                    f"{path}: dag_id: {dag_id!r} is already used by {sources[dag_id]}"
-                )
             dags[dag_id] = build_dag(pipeline)
-            sources[dag_id] = path
-        except (PipelineError, PipelineLoadError) as exc:
-            errors.append(str(exc))
-            log.error("dlflow: pipeline %s not loaded:\n%s", path, exc)
-        except Exception as exc:  # a kind's build_operator or Airflow itself refused it
-            errors.append(f"{path}: {type(exc).__name__}: {exc}")
-            log.exception("dlflow: pipeline %s not loaded", path)
-    if errors:
-        dags[INVALID_DAG_ID] = InvalidPipelines(
-            dag_id=INVALID_DAG_ID,
-            schedule=None,
-            doc_md=f"{len(errors)} pipeline file(s) could not be loaded:\n" + "\n".join(errors),
-        )
+        except Exception:  # a kind's build_operator or Airflow itself refused it
+            log.exception("dlflow: pipeline %s not loaded", pipeline.source)
     return dags
+
+
+def broken_pipelines(folder: str | Path) -> list[str]:
+    """The error message of every pipeline file of ``folder`` that does not validate.
+
+    Validation only: building a DAG here would register it in this file too.
+    """
+    return scan(folder).errors
+
+
+def raise_for_broken_pipelines(folder: str | Path) -> None:
+    """Raise :class:`PipelineLoadError` listing every broken pipeline file, if any."""
+    errors = broken_pipelines(folder)
+    if errors:
+        raise PipelineLoadError(
+            f"{len(errors)} pipeline file(s) could not be loaded:\n" + "\n".join(errors)
+        )

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-LOCAL_SPARK_CONNECTION = json.dumps({"conn_type": "spark", "host": "local[*]"})
+from dlflow_airflow.demo import airflow_env
+
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
 
 
@@ -60,14 +61,8 @@ class LocalAirflow:
         return f"http://127.0.0.1:{self.port}"
 
     def environ(self) -> dict[str, str]:
-        bin_dir = str(Path(sys.executable).parent)
         return {
-            **os.environ,
-            "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-            "AIRFLOW_HOME": str(self.home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            **airflow_env(self.home, self.dags_folder),
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
@@ -81,10 +76,6 @@ class LocalAirflow:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "30",
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "1",
-            "AIRFLOW_CONN_SPARK_DEFAULT": os.environ.get(
-                "AIRFLOW_CONN_SPARK_DEFAULT", LOCAL_SPARK_CONNECTION
-            ),
-            "TF_CPP_MIN_LOG_LEVEL": "2",
             **self.env,
         }
 

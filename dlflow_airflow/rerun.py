@@ -29,8 +29,12 @@ from dlflow_airflow import storage
 from dlflow_airflow.assets import TAG_ARTIFACTS, asset_name
 from dlflow_airflow.jobconf import JobConfig
 from dlflow_airflow.layout import SUCCESS_MARKER, normalize_workspace
+from dlflow_airflow.model_resolution import BLESSED_MARKER
 
 FINGERPRINT_FILE = "_FINGERPRINT.json"
+# Files that record a partition's state, not its content: evaluate blesses a
+# model after predict may have read it, which must not make predict rerun.
+_STATE_FILES = frozenset({FINGERPRINT_FILE, BLESSED_MARKER})
 _DT_RE = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
 _DEMO_TABLES = ("seed", "user_profile", "user_behaviour")
 
@@ -170,7 +174,7 @@ def partition_digest(uri: str) -> str | None:
     entries = sorted(
         (info.path[len(path) :].lstrip("/"), info.size or 0)
         for info in infos
-        if info.type == fs.FileType.File and info.base_name != FINGERPRINT_FILE
+        if info.type == fs.FileType.File and info.base_name not in _STATE_FILES
     )
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
 

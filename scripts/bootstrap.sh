@@ -9,8 +9,9 @@ if ! command -v java >/dev/null 2>&1; then
   exit 1
 fi
 
-# The UI test drives Debian's Chromium (headless) through its chromedriver.
-if ! { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; }; then
+# The UI test drives Debian's Chromium (headless) through its chromedriver;
+# only the test command asks for it (--browser), the demo does not need it.
+if [ "${1:-}" = --browser ] && ! { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; }; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "Installing chromium and chromium-driver (for the browser test)..."
     apt-get update -qq

@@ -223,16 +223,6 @@ def fit_fmap(frame: DataFrame, job: JobConfig, model_date: str) -> tuple[Feature
             aggs += statistic_aggs(value, f"__a{i}_{k}_")
     for i, name in enumerate(scalars):
         aggs += statistic_aggs(numeric_value(name, types[name]), f"__s{i}_")
-    first = frame.agg(*aggs).first()
-    if first["__rows"] == 0:
-        raise EncodeError("the raw table has no rows: cannot fit an fmap on it")
-    _check_array_sizes(first, arrays)
-    stats: dict[str, list[dict[str, float | None]]] = {
-        name: [_stats(first, f"__s{i}_")] for i, name in enumerate(scalars)
-    }
-    for i, name in enumerate(arrays):
-        stats[name] = [_stats(first, f"__a{i}_{k}_") for k in range(sizes[name])]
-
     requests = [
         vocabulary.VocabRequest(
             name, categories[name] == MAP, conf_of[name].min_count, conf_of[name].max_size
@@ -240,7 +230,17 @@ def fit_fmap(frame: DataFrame, job: JobConfig, model_date: str) -> tuple[Feature
         for name, category in categories.items()
         if category in (STRING, MAP)
     ]
+    first = frame.agg(*aggs).first()
+    if first["__rows"] == 0:
+        raise EncodeError("the raw table has no rows: cannot fit an fmap on it")
+    _check_array_sizes(first, arrays)
     vocabs = vocabulary.fit_vocabularies(frame, requests, many=MANY_CATEGORIES)
+    stats: dict[str, list[dict[str, float | None]]] = {
+        name: [_stats(first, f"__s{i}_")] for i, name in enumerate(scalars)
+    }
+    for i, name in enumerate(arrays):
+        stats[name] = [_stats(first, f"__a{i}_{k}_") for k in range(sizes[name])]
+
     for name, category in categories.items():
         if category == MAP:
             fitted_keys = vocabs[name]

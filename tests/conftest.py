@@ -14,3 +14,5 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parent.parent
 DAGS_FOLDER = REPO / "dags"
 DEMO_PIPELINE = DAGS_FOLDER / "pipelines" / "demo_ctr.yaml"
+# The loader (good pipelines) and its companion that reports broken ones.
+DAG_FILES = ("dlflow_pipelines.py", "dlflow_pipeline_errors.py")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DAGS_FOLDER, DEMO_PIPELINE
+from tests.conftest import DAG_FILES, DAGS_FOLDER, DEMO_PIPELINE
 
 
 def _dagbag(folder: Path):
@@ -27,7 +27,8 @@ def test_dags_folder_loads_without_import_errors():
 def dags_with_broken_yaml(tmp_path: Path) -> Path:
     folder = tmp_path / "dags"
     (folder / "pipelines").mkdir(parents=True)
-    shutil.copy(DAGS_FOLDER / "dlflow_pipelines.py", folder)
+    for dag_file in DAG_FILES:
+        shutil.copy(DAGS_FOLDER / dag_file, folder)
     shutil.copy(DEMO_PIPELINE, folder / "pipelines")
     bad = DEMO_PIPELINE.read_text().replace("dag_id: dlflow_demo_ctr", "dag_id: broken_one")
     bad = bad.replace("tfrecord: true", "tfrecords: true")
@@ -42,7 +43,7 @@ def test_broken_yaml_leaves_good_dag_loaded_and_error_visible(dags_with_broken_y
     assert "broken_one" not in bag.dag_ids
     assert len(bag.import_errors) == 1
     ((path, message),) = bag.import_errors.items()
-    assert path.endswith("dlflow_pipelines.py")
+    assert path.endswith("dlflow_pipeline_errors.py")
     assert "2 pipeline file(s) could not be loaded" in message
     assert "broken.yaml: stages.encode.tfrecords: unknown key 'tfrecords'" in message
     assert "syntax.yaml: line 2, column 1: invalid YAML" in message
@@ -51,7 +52,8 @@ def test_broken_yaml_leaves_good_dag_loaded_and_error_visible(dags_with_broken_y
 def test_duplicate_dag_id_is_reported(tmp_path: Path):
     folder = tmp_path / "dags"
     (folder / "pipelines").mkdir(parents=True)
-    shutil.copy(DAGS_FOLDER / "dlflow_pipelines.py", folder)
+    for dag_file in DAG_FILES:
+        shutil.copy(DAGS_FOLDER / dag_file, folder)
     shutil.copy(DEMO_PIPELINE, folder / "pipelines" / "a.yaml")
     shutil.copy(DEMO_PIPELINE, folder / "pipelines" / "b.yaml")
     bag = _dagbag(folder)

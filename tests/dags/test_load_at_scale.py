@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import DAGS_FOLDER
+from tests.conftest import DAG_FILES, DAGS_FOLDER
 from tests.dlflow_airflow.pipelines import base_pipeline
 
 GOOD = 100
@@ -16,7 +16,8 @@ GOOD = 100
 def write_pipelines(folder: Path, count: int) -> list[str]:
     """``count`` valid pipeline files (distinct dag ids) beside a copy of the DAG file."""
     (folder / "pipelines").mkdir(parents=True, exist_ok=True)
-    shutil.copy(DAGS_FOLDER / "dlflow_pipelines.py", folder)
+    for dag_file in DAG_FILES:
+        shutil.copy(DAGS_FOLDER / dag_file, folder)
     dag_ids = []
     for i in range(count):
         doc = base_pipeline()
@@ -41,6 +42,6 @@ def test_hundred_good_pipelines_load_and_the_broken_one_is_reported(tmp_path: Pa
     assert set(dag_ids) <= set(bag.dag_ids)
     assert "scale_broken" not in bag.dag_ids
     ((path, message),) = bag.import_errors.items()
-    assert path.endswith("dlflow_pipelines.py")
+    assert path.endswith("dlflow_pipeline_errors.py")
     assert "1 pipeline file(s) could not be loaded" in message
     assert "zz_broken.yaml: buckets.user.method:" in message

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DAGS_FOLDER, DEMO_PIPELINE
+from tests.conftest import DAG_FILES, DAGS_FOLDER, DEMO_PIPELINE
 
 pytestmark = pytest.mark.e2e
 
@@ -50,7 +50,8 @@ def _free_port() -> int:
 
 def _small_demo(folder: Path) -> None:
     (folder / "pipelines").mkdir(parents=True)
-    shutil.copy(DAGS_FOLDER / "dlflow_pipelines.py", folder)
+    for dag_file in DAG_FILES:
+        shutil.copy(DAGS_FOLDER / dag_file, folder)
     text = DEMO_PIPELINE.read_text()
     for old, new in (("rows: 20000", f"rows: {ROWS}"), ("epochs: 4", "epochs: 1")):
         assert old in text, f"{DEMO_PIPELINE} no longer holds {old!r}"
@@ -129,7 +130,7 @@ def _no_half_partitions(server) -> None:
 
 def test_broken_yaml_is_an_import_error_and_the_good_dag_loads(airflow):
     (error,) = airflow.api("GET", "/importErrors")["import_errors"]
-    assert error["filename"].endswith("dlflow_pipelines.py")
+    assert error["filename"].endswith("dlflow_pipeline_errors.py")
     assert "broken.yaml: stages.encode.tfrecords: unknown key" in error["stack_trace"]
     assert airflow.api("GET", f"/dags/{DAG_ID}")["is_paused"] is False
 
