@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 
 from dlflow_airflow import storage
-from dlflow_airflow.dependencies import DependencyError, render
-from dlflow_airflow.layout import SUCCESS_MARKER, check_date, normalize_workspace
+from dlflow_airflow.dependencies import DependencyError, base_values, render
+from dlflow_airflow.layout import SUCCESS_MARKER, check_date
 
 PLACEHOLDERS = ("workspace", "date", "date_nodash")
 _DT_RE = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
@@ -27,15 +27,6 @@ class PartitionNotFoundError(FileNotFoundError):
     """An input partition is absent or has no ``_SUCCESS`` marker."""
 
 
-def placeholder_values(workspace: str, date: str) -> dict[str, str]:
-    check_date(date)
-    return {
-        "workspace": normalize_workspace(workspace),
-        "date": date,
-        "date_nodash": date.replace("-", ""),
-    }
-
-
 def render_path(
     template: str, *, workspace: str, date: str, extra: dict[str, str] | None = None
 ) -> str:
@@ -45,7 +36,7 @@ def render_path(
     :raises PlaceholderError: for an unknown placeholder (naming it and the
         allowed ones), a format spec or conversion, or unbalanced braces.
     """
-    values = {**placeholder_values(workspace, date), **(extra or {})}
+    values = {**base_values(workspace, date), **(extra or {})}
     try:
         return render(template, values)
     except DependencyError as exc:
