@@ -30,9 +30,9 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
 
-from dlflow_airflow import storage  # noqa: E402
-from dlflow_airflow.fmap import FeatureMap, Normalizers  # noqa: E402
-from dlflow_airflow.jobconf import JobConfig  # noqa: E402
+from dlflow_airflow.contract import storage  # noqa: E402
+from dlflow_airflow.contract.fmap import FeatureMap, Normalizers  # noqa: E402
+from dlflow_airflow.contract.jobconf import JobConfig  # noqa: E402
 from spark_jobs import encode  # noqa: E402
 from spark_jobs.session import build_session  # noqa: E402
 

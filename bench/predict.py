@@ -49,7 +49,7 @@ BUCKETS = {
 
 
 def job(workspace: str, date: str = DATE, **options: Any) -> Any:
-    from dlflow_airflow.jobconf import JobConfig
+    from dlflow_airflow.contract.jobconf import JobConfig
 
     return JobConfig.from_body(
         date,
@@ -71,8 +71,8 @@ def timed(action: Callable[[], Any]) -> tuple[float, Any]:
 
 def prepare(spark: Any, workspace: str, rows: int) -> None:
     """demo_data -> merge -> encode for DATE, and an (untrained) demo-size model."""
-    from dlflow_airflow import storage
-    from dlflow_airflow.fmap import FeatureMap
+    from dlflow_airflow.contract import storage
+    from dlflow_airflow.contract.fmap import FeatureMap
     from spark_jobs import demo_data, encode, merge
     from tf_jobs.model_io import save_model
     from tf_jobs.models import build_model, get_model, resolve_params
@@ -98,8 +98,8 @@ def in_memory_inputs(workspace: str) -> tuple[dict[str, Any], int]:
     import numpy as np
     import pyarrow.dataset as ds
 
-    from dlflow_airflow.fmap import FeatureMap
-    from dlflow_airflow.layout import local_path
+    from dlflow_airflow.contract.fmap import FeatureMap
+    from dlflow_airflow.contract.layout import local_path
     from tf_jobs.batches import inputs_from_arrow
 
     layout = job(workspace).layout
@@ -159,7 +159,7 @@ def spark_ceiling(spark: Any, workspace: str, out: str) -> float:
     """Rows/s of read -> no-op mapInArrow -> write keys (the data path without the model)."""
     import pyarrow as pa
 
-    from dlflow_airflow.fmap import FeatureMap
+    from dlflow_airflow.contract.fmap import FeatureMap
 
     layout = job(workspace).layout
     fmap = FeatureMap.load(layout.femodel("bench", DATE))
@@ -179,7 +179,7 @@ def spark_ceiling(spark: Any, workspace: str, out: str) -> float:
 
 def dlflow_style(spark: Any, workspace: str, rows: int, out: str, model_uri: str) -> float:
     """DLFlow's way: rows one by one through a Python generator into tf.data, per partition."""
-    from dlflow_airflow.fmap import FeatureMap
+    from dlflow_airflow.contract.fmap import FeatureMap
     from tf_jobs.batches import input_specs
 
     layout = job(workspace).layout

@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from dlflow_airflow.fmap import Bucket, Feature, FeatureMap  # noqa: E402
+from dlflow_airflow.contract.fmap import Bucket, Feature, FeatureMap  # noqa: E402
 
 NUMS = 16
 CATEGORIES = (("city", 200), ("device", 20), ("hour", 25))

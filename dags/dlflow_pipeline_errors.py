@@ -6,6 +6,6 @@ them; ``dlflow_pipelines.py`` keeps loading every good pipeline meanwhile.
 
 from pathlib import Path
 
-from dlflow_airflow.loader import raise_for_broken_pipelines
+from dlflow_airflow.pipeline.loader import raise_for_broken_pipelines
 
 raise_for_broken_pipelines(Path(__file__).parent / "pipelines")

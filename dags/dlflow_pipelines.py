@@ -7,6 +7,6 @@ this file stay loaded and schedulable.
 
 from pathlib import Path
 
-from dlflow_airflow.loader import load_dags
+from dlflow_airflow.pipeline.loader import load_dags
 
 globals().update(load_dags(Path(__file__).parent / "pipelines"))

@@ -26,8 +26,16 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "DLFlow",
                 "python-modules": [
                     "dlflow_airflow.operators.spark",
-                    "dlflow_airflow.operators.tf",
+                    "dlflow_airflow.runners.local",
+                    "dlflow_airflow.runners.kubernetes",
+                    "dlflow_airflow.runners.docker",
                 ],
             }
+        ],
+        "sensors": [
+            {"integration-name": "DLFlow", "python-modules": ["dlflow_airflow.sensors.upstream"]}
+        ],
+        "triggers": [
+            {"integration-name": "DLFlow", "python-modules": ["dlflow_airflow.triggers.upstream"]}
         ],
     }

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dlflow_airflow.fmap import FeatureMap
+from dlflow_airflow.contract.fmap import FeatureMap
 from tf_jobs.models import BINARY, ModelConfigError, ModelSpec, model_inputs
 
 

@@ -25,9 +25,9 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from dlflow_airflow import storage
-from dlflow_airflow.jobconf import JobConfig
-from dlflow_airflow.layout import normalize_workspace
+from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.jobconf import JobConfig
+from dlflow_airflow.contract.layout import normalize_workspace
 from spark_jobs.session import run_job
 
 TABLES = ("seed", "user_profile", "user_behaviour")

@@ -9,7 +9,7 @@ model date's encoding stays fixed while new dates are encoded with it) unless
 Every transform is a Spark expression (see :mod:`spark_jobs.normalizers`);
 categoricals use a literal-map lookup (small vocabularies) or a broadcast join
 (large ones), with distinct reserved ids for unseen values and nulls
-(:class:`~dlflow_airflow.fmap.IdLayout`). Output columns are exactly the
+(:class:`~dlflow_airflow.contract.fmap.IdLayout`). Output columns are exactly the
 primary keys, the labels and :meth:`FeatureMap.input_columns`. Column types:
 :mod:`spark_jobs.feature_types`.
 
@@ -28,8 +28,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from dlflow_airflow import storage
-from dlflow_airflow.fmap import (
+from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.fmap import (
     FMAP_FILE,
     FORMAT_VERSION,
     ID_LAYOUTS,
@@ -41,7 +41,7 @@ from dlflow_airflow.fmap import (
     IdLayout,
     Normalizers,
 )
-from dlflow_airflow.jobconf import JobConfig
+from dlflow_airflow.contract.jobconf import JobConfig
 from spark_jobs import vocabulary
 from spark_jobs.feature_types import (
     ARRAY,

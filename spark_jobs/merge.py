@@ -11,7 +11,7 @@ partition (``_SUCCESS``). The seed may instead be a SQL file
 (``seed: {sql: "{workspace}/sql/seed.sql"}``).
 
 More options (dmflow parity): ``dependencies`` (see
-:mod:`dlflow_airflow.dependencies`: resolved first, with ``degrade_days`` and
+:mod:`dlflow_airflow.contract.dependencies`: resolved first, with ``degrade_days`` and
 checkers; their values fill ``{name}`` placeholders in every path and SQL
 file), ``steps`` (see :mod:`spark_jobs.merge_steps`) and ``unique_check``
 (default true: refuse duplicate primary keys in the seed).
@@ -33,9 +33,9 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from dlflow_airflow import storage
-from dlflow_airflow.dependencies import parse_dependencies, resolve_all
-from dlflow_airflow.jobconf import JobConfig
+from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.dependencies import parse_dependencies, resolve_all
+from dlflow_airflow.contract.jobconf import JobConfig
 from spark_jobs.merge_steps import apply_steps
 from spark_jobs.paths import discard, render_path, require_complete
 from spark_jobs.session import run_job

@@ -20,7 +20,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from dlflow_airflow import storage
+from dlflow_airflow.contract import storage
 
 STEP_KINDS = ("sql", "count_missing", "fill_missing")
 

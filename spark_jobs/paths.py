@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import re
 
-from dlflow_airflow import storage
-from dlflow_airflow.dependencies import DependencyError, base_values, render
-from dlflow_airflow.layout import SUCCESS_MARKER, check_date
+from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.dependencies import DependencyError, base_values, render
+from dlflow_airflow.contract.layout import SUCCESS_MARKER, check_date
 
 PLACEHOLDERS = ("workspace", "date", "date_nodash")
 _DT_RE = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")

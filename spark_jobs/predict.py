@@ -3,7 +3,7 @@
 Reads ``layout.encoded(feature.tag, date)`` and the fmap of the model date;
 the model is ``layout.model(model.tag, model_date)``, where ``model.date``
 ``latest`` means the newest blessed model dated on or before the run's date
-(:mod:`dlflow_airflow.model_resolution`).
+(:mod:`dlflow_airflow.contract.model_resolution`).
 
 Scoring runs in ``mapInArrow`` tasks. Each Python worker loads the model once
 (:func:`cached_scorer`) and keeps it for every later task of the job, since
@@ -34,9 +34,9 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
-from dlflow_airflow import storage
-from dlflow_airflow.fmap import FeatureMap
-from dlflow_airflow.jobconf import JobConfig
+from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.fmap import FeatureMap
+from dlflow_airflow.contract.jobconf import JobConfig
 from spark_jobs.paths import discard, require_complete
 from spark_jobs.session import run_job
 from tf_jobs.model_io import ModelNotFoundError, model_file_uri
@@ -214,7 +214,7 @@ def resolve_model(job: JobConfig) -> tuple[str, str]:
     names the model outright, blessed or not, since predict may run beside the
     evaluate task of the same date.
     """
-    from dlflow_airflow.model_resolution import resolve_model_partition
+    from dlflow_airflow.contract.model_resolution import resolve_model_partition
 
     resolved = resolve_model_partition(
         job.layout,

@@ -18,7 +18,7 @@ from typing import Any
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
-from dlflow_airflow.jobconf import JobConfig, emit_result
+from dlflow_airflow.contract.jobconf import JobConfig, emit_result
 
 # Defaults only: a key already set (spark-submit --conf, spark-defaults.conf)
 # wins, so operators and cluster admins keep control.

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
-from dlflow_airflow import storage
+from dlflow_airflow.contract import storage
 
 COMPRESSIONS = ("none", "gzip")
 _MASK_DELTA = 0xA282EAD8

@@ -6,7 +6,7 @@ of its own). A vocabulary lists values by
 descending count, ties by ascending value; ``min_count`` drops rare values and
 ``max_size`` keeps the most frequent ones. At encode time a string value left
 out takes its feature's unseen id and a null its null id
-(:class:`dlflow_airflow.fmap.IdLayout`); a map key left out is no position (and
+(:class:`dlflow_airflow.contract.fmap.IdLayout`); a map key left out is no position (and
 map keys are never null).
 """
 

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from dlflow_airflow.fmap import FeatureMap, FmapError
+from dlflow_airflow.contract.fmap import FeatureMap, FmapError
 
 
 def input_specs(fmap: FeatureMap) -> dict[str, tuple[np.dtype, int]]:

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from dlflow_airflow.layout import Layout
+from dlflow_airflow.contract.layout import Layout
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def fit_multi_worker(
 
 
 def _save(model: Any, checkpoints: str, epoch: int) -> None:
-    from dlflow_airflow import storage
+    from dlflow_airflow.contract import storage
 
     folder = _local(checkpoints)
     os.makedirs(folder, exist_ok=True)
@@ -161,6 +161,6 @@ def _restore(model: Any, checkpoints: str) -> int:
 
 
 def _local(uri: str) -> str:
-    from dlflow_airflow.layout import local_path
+    from dlflow_airflow.contract.layout import local_path
 
     return local_path(uri)

@@ -5,7 +5,7 @@ Run by the evaluate operator::
     python -m tf_jobs.evaluate --date 2026-01-02 --job '{"workspace": ..., "model": ...}'
 
 Resolves the model by ``model.date`` (``same | latest | YYYY-MM-DD``; see
-:mod:`dlflow_airflow.model_resolution`), checks its manifest against the
+:mod:`dlflow_airflow.contract.model_resolution`), checks its manifest against the
 fmap, scores ``encoded/TAG=<feature>/dt=<date>`` (or the TFRecords with
 ``input: tfrecord``) and commits ``metrics.json`` plus PNG plots to
 ``evaluate/TAG=<model>/dt=<date>``. Then the gate: a model meeting every
@@ -22,10 +22,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from dlflow_airflow import storage
-from dlflow_airflow.fmap import FeatureMap, FmapError
-from dlflow_airflow.jobconf import JobConfig
-from dlflow_airflow.model_resolution import (
+from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.fmap import FeatureMap, FmapError
+from dlflow_airflow.contract.jobconf import JobConfig
+from dlflow_airflow.contract.model_resolution import (
     ModelNotFoundError,
     ResolvedModel,
     resolve_model_partition,

@@ -2,7 +2,7 @@
 
 ``evaluate: {gate: {auc: {min: 0.7}, log_loss: {max: 0.5}}}``. A model that
 meets every bound gets a ``BLESSED`` marker in its partition (see
-:mod:`dlflow_airflow.model_resolution`); one that misses any loses it, and
+:mod:`dlflow_airflow.contract.model_resolution`); one that misses any loses it, and
 predict with ``model.date: latest`` passes it over.
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dlflow_airflow import storage
-from dlflow_airflow.model_resolution import blessed_marker
+from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.model_resolution import blessed_marker
 
 
 class GateMissedError(RuntimeError):

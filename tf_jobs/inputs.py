@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from dlflow_airflow import storage
-from dlflow_airflow.fmap import FeatureMap
+from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.fmap import FeatureMap
 from tf_jobs.batches import input_specs, inputs_from_arrow, labels_from_arrow
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ import os
 import shutil
 import tempfile
 
-from dlflow_airflow import storage
-from dlflow_airflow.model_resolution import ModelNotFoundError
+from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.model_resolution import ModelNotFoundError
 
 MODEL_FILE = "model.keras"
 

@@ -1,6 +1,6 @@
 """The model registry: model builders by name, with their parameters and defaults.
 
-A builder gets the :class:`~dlflow_airflow.fmap.FeatureMap` and the resolved
+A builder gets the :class:`~dlflow_airflow.contract.fmap.FeatureMap` and the resolved
 parameters and returns a compiled Keras model whose inputs are named after
 the encoded columns (``<bucket>_nums``, ``<bucket>_ctgs``), so train,
 evaluate and Spark predict can all feed it ``batches.inputs_from_arrow``.
@@ -19,14 +19,12 @@ Keras is imported inside builders so importing this module stays cheap.
 
 from __future__ import annotations
 
-import difflib
-import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any
 
-from dlflow_airflow.fmap import FeatureMap, FmapError
+from dlflow_airflow.contract.fmap import FeatureMap, FmapError
+from dlflow_airflow.contract.plugins import PluginLookupError, lookup
 
 ENTRY_POINT_GROUP = "dlflow_airflow.models"
 BINARY = "binary"
@@ -83,33 +81,17 @@ def get_model(name: str) -> ModelSpec:
     :raises ModelConfigError: unknown name (the message lists the known ones),
         or an entry point / attribute that is not a :class:`ModelSpec`.
     """
-    if name in MODELS:
-        return MODELS[name]
-    entry_point = _entry_point_models().get(name)
-    if entry_point is not None:
-        return _check_spec(entry_point.load(), f"entry point {name!r} ({entry_point.value})")
-    if ":" in name:
-        module_name, _, attr = name.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ModelConfigError(
-                f"model {name!r}: cannot import module {module_name!r}: {exc}"
-            ) from None
-        if not hasattr(module, attr):
-            raise ModelConfigError(f"model {name!r}: module {module_name!r} has no {attr!r}")
-        return _check_spec(getattr(module, attr), f"model {name!r}")
-    known = sorted({*MODELS, *_entry_point_models()})
-    close = difflib.get_close_matches(name, known, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise ModelConfigError(
-        f"unknown model {name!r}; known models: {', '.join(known)}.{hint} "
-        "(a user model is 'package.module:ATTR' naming a tf_jobs.models.ModelSpec)"
-    )
-
-
-def _entry_point_models() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    try:
+        found = lookup(
+            name,
+            what="model",
+            builtins=MODELS,
+            entry_point_group=ENTRY_POINT_GROUP,
+            hint="a user model is 'package.module:ATTR' naming a tf_jobs.models.ModelSpec",
+        )
+    except PluginLookupError as exc:
+        raise ModelConfigError(str(exc)) from None
+    return _check_spec(found, f"model {name!r}")
 
 
 def _check_spec(obj: Any, what: str) -> ModelSpec:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from pyarrow import fs
 
-from dlflow_airflow import storage
+from dlflow_airflow.contract import storage
 from tf_jobs.metrics import BinaryMetrics, RegressionMetrics
 
 ROC_FILE = "roc.png"

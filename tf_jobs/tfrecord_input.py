@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dlflow_airflow import storage
-from dlflow_airflow.fmap import FeatureMap
+from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.fmap import FeatureMap
 from tf_jobs.batches import input_specs
 from tf_jobs.inputs import (
     MAX_DISTINCT_LABELS,

@@ -30,11 +30,11 @@ from datetime import date, timedelta
 from importlib import metadata
 from typing import Any
 
-from dlflow_airflow import storage
-from dlflow_airflow.fmap import FeatureMap, FmapError
-from dlflow_airflow.jobconf import JobConfig, emit_result
-from dlflow_airflow.layout import PartitionDateError, local_path
-from dlflow_airflow.model_resolution import ModelNotFoundError, resolve_model_partition
+from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.fmap import FeatureMap, FmapError
+from dlflow_airflow.contract.jobconf import JobConfig, emit_result
+from dlflow_airflow.contract.layout import PartitionDateError, local_path
+from dlflow_airflow.contract.model_resolution import ModelNotFoundError, resolve_model_partition
 from dlflow_airflow.runners.base import RESULT_FILE_ENV
 from tf_jobs import distribution, inputs, model_io, models, tfrecord_input
 from tf_jobs.inputs import EncodedDataError

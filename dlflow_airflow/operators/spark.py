@@ -10,8 +10,8 @@ from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-from dlflow_airflow.jobconf import job_argv
-from dlflow_airflow.rerun import StageRun
+from dlflow_airflow.contract.jobconf import job_argv
+from dlflow_airflow.operators.bookkeeping import StageBookkeeping
 
 SPARK_JOBS = ("demo_data", "merge", "encode", "predict")
 
@@ -26,14 +26,14 @@ def spark_job_path(job: str) -> str:
     return spec.origin
 
 
-class DlflowSparkSubmitOperator(SparkSubmitOperator):
-    """Run one dlflow Spark job for the run's partition.
+class SparkJobOperator(SparkSubmitOperator):
+    """Run one dlflow Spark job for the run's partition (without run bookkeeping).
 
     Connection, conf, kill and YARN / Kubernetes tracking are the Spark
     provider's; this class only picks the program and renders its arguments.
 
     :param job: the ``spark_jobs`` program: demo_data, merge, encode or predict.
-    :param job_body: the job config without the date (see :mod:`dlflow_airflow.jobconf`).
+    :param job_body: the job config without the date (see :mod:`dlflow_airflow.contract.jobconf`).
     :param date: the partition date; a template, ``{{ ds }}`` by default, so
         scheduled, manual and backfill runs each process their own partition.
     :param spark_python: the Python the driver and executors run; defaults to
@@ -42,7 +42,7 @@ class DlflowSparkSubmitOperator(SparkSubmitOperator):
         per side (e.g. the executors' Python on a cluster).
     :param ship_code: zip ``dlflow_airflow``, ``spark_jobs``, ``tf_jobs`` and
         ``ship_modules`` at execute time (cached by content hash, see
-        :mod:`dlflow_airflow.shipping`) and pass the zip with ``--py-files``, so
+        :mod:`dlflow_airflow.operators.shipping`) and pass the zip with ``--py-files``, so
         executors that do not have the project installed can run the job.
     :param ship_modules: more modules to ship, e.g. a user's model module.
     :param kwargs: passed to :class:`SparkSubmitOperator` (conn_id, conf, py_files, ...).
@@ -66,6 +66,7 @@ class DlflowSparkSubmitOperator(SparkSubmitOperator):
         kwargs.setdefault("name", f"dlflow-{job}")
         super().__init__(application_args=job_argv(date, job_body), **kwargs)
         self.job = job
+        self.job_body = job_body
         self.date = date
         self.spark_python = spark_python
         self.ship_code = ship_code
@@ -75,14 +76,13 @@ class DlflowSparkSubmitOperator(SparkSubmitOperator):
         """``py_files`` plus the project's code zip (built or reused) when shipping is on."""
         if not self.ship_code:
             return self.py_files
-        from dlflow_airflow.shipping import build_code_zip
+        from dlflow_airflow.operators.shipping import build_code_zip
 
         code_zip = build_code_zip(self.ship_modules)
         self.log.info("shipping project code to executors: %s", code_zip)
         return ",".join(part for part in (self.py_files, code_zip) if part)
 
     def execute(self, context: Any) -> None:
-        stage_run = StageRun.begin(self, context, self.job, self.application_args)
         self.application = spark_job_path(self.job)
         self.py_files = self.shipped_py_files()
         python = self.spark_python or sys.executable
@@ -97,4 +97,12 @@ class DlflowSparkSubmitOperator(SparkSubmitOperator):
         path = os.environ.get("PATH", "")
         self.env_vars = {"PATH": f"{bin_dir}{os.pathsep}{path}", **(self.env_vars or {})}
         super().execute(context)
-        stage_run.finish(context)
+
+
+class DlflowSparkSubmitOperator(StageBookkeeping, SparkJobOperator):
+    """A Spark stage: :class:`SparkJobOperator` with the run bookkeeping of every stage."""
+
+    def __init__(self, *, job_body: dict[str, Any], date: str = "{{ ds }}", **kwargs: Any):
+        super().__init__(
+            job_body=job_body, date=date, stage_body=job_body, stage_date=date, **kwargs
+        )

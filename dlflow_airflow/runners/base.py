@@ -3,7 +3,7 @@
 A *runner* decides where a ``tf_jobs`` program runs and builds the Airflow
 task that runs it there:
 
-- ``local``: :class:`~dlflow_airflow.operators.tf.DlflowTfJobOperator`, a
+- ``local``: :class:`~dlflow_airflow.runners.local.DlflowTfJobOperator`, a
   subprocess of the worker (``workers: N`` starts N of them).
 - ``kubernetes``: a ``KubernetesPodOperator`` subclass (extra ``[kubernetes]``).
 - ``docker``: a ``DockerOperator`` subclass (extra ``[docker]``).
@@ -18,7 +18,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from dlflow_airflow.jobconf import job_argv
+from dlflow_airflow.contract.jobconf import job_argv
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
@@ -29,6 +29,8 @@ _RUNNERS: dict[str, tuple[str, str, str | None]] = {
     "kubernetes": ("dlflow_airflow.runners.kubernetes", "KubernetesRunner", "kubernetes"),
     "docker": ("dlflow_airflow.runners.docker", "DockerRunner", "docker"),
 }
+
+TF_JOBS = ("train", "evaluate")
 
 # Where a container job writes its result for the provider's XCom mechanism.
 RESULT_FILE_ENV = "DLFLOW_RESULT_FILE"
@@ -47,7 +49,7 @@ class TfTask:
     """One TF stage's task, before a runner turns it into an operator.
 
     :param job: the ``tf_jobs`` program: ``train`` or ``evaluate``.
-    :param job_body: the job config without the date (see :mod:`dlflow_airflow.jobconf`).
+    :param job_body: the job config without the date (see :mod:`dlflow_airflow.contract.jobconf`).
     :param settings: the stage's runner block (``kubernetes:`` / ``docker:``), if any.
     :param workers: local training processes (``train`` only).
     :param task_kwargs: ``BaseOperator`` arguments (task_id, pool, retries...).

@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.docker.operators.docker import DockerOperator
 from docker.types import DeviceRequest, Mount
 
-from dlflow_airflow.jobconf import parse_result
+from dlflow_airflow.contract.jobconf import parse_result
+from dlflow_airflow.operators.bookkeeping import StageBookkeeping
 from dlflow_airflow.runners.base import TfTask
 
 if TYPE_CHECKING:
-    from dlflow_airflow.stages import DockerSettings
+    from dlflow_airflow.contract.options import DockerSettings
 
 
-class DlflowTfDockerOperator(DockerOperator):
+class TfDockerOperator(DockerOperator):
     """A ``tf_jobs`` program in a Docker container; everything else is the provider's.
 
     Built by :class:`DockerRunner` from a stage's ``docker:`` block. Returns
@@ -40,6 +41,10 @@ class DlflowTfDockerOperator(DockerOperator):
                 if parsed is not None:
                     return parsed
         return None
+
+
+class DlflowTfDockerOperator(StageBookkeeping, TfDockerOperator):
+    """A container TF stage: :class:`TfDockerOperator` with every stage's run bookkeeping."""
 
 
 class DockerRunner:
@@ -71,6 +76,8 @@ class DockerRunner:
             auto_remove=settings.auto_remove,
             do_xcom_push=True,
             xcom_all=False,
+            stage_body=task.job_body,
+            stage_date=task.date,
             **optional,
             **task.task_kwargs,
         )

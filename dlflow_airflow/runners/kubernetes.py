@@ -13,22 +13,23 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from kubernetes.client import models as k8s
 
+from dlflow_airflow.operators.bookkeeping import StageBookkeeping
 from dlflow_airflow.runners.base import RESULT_FILE_ENV, TfTask
 
 if TYPE_CHECKING:
-    from dlflow_airflow.stages import KubernetesSettings, KubernetesVolume, Resources
+    from dlflow_airflow.contract.options import KubernetesSettings, KubernetesVolume, Resources
 
 # The file the provider's XCom sidecar reads.
 XCOM_RESULT_FILE = "/airflow/xcom/return.json"
 GPU_RESOURCE = "nvidia.com/gpu"
 
 
-class DlflowTfPodOperator(KubernetesPodOperator):
+class DlflowTfPodOperator(StageBookkeeping, KubernetesPodOperator):
     """A ``tf_jobs`` program in a Kubernetes pod; everything else is the provider's.
 
     Built by :class:`KubernetesRunner` from a stage's ``kubernetes:`` block;
     the provider handles pod creation, log streaming, XCom, retries and
-    ``on_kill`` (deleting the pod).
+    ``on_kill`` (deleting the pod); the run bookkeeping is every stage's.
     """
 
     ui_color = "#fbd38d"
@@ -69,6 +70,8 @@ class KubernetesRunner:
             get_logs=True,
             do_xcom_push=True,
             on_finish_action="delete_pod",
+            stage_body=task.job_body,
+            stage_date=task.date,
             **optional,
             **task.task_kwargs,
         )

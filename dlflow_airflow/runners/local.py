@@ -1,37 +1,21 @@
-"""Run a job as local subprocesses of the Airflow worker (``runner: local``)."""
+"""``runner: local``: the TF job as subprocesses of the Airflow worker."""
 
 from __future__ import annotations
 
-import collections
-import json
-import logging
-import os
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from dlflow_airflow.jobconf import parse_result
-from dlflow_airflow.runners.base import JobFailedError, TfTask
+from airflow.sdk import BaseOperator
 
-if TYPE_CHECKING:
-    from airflow.sdk import BaseOperator
-
-_TAIL_LINES = 30
-_KILL_GRACE_SECONDS = 10
-_POLL_SECONDS = 0.2
+from dlflow_airflow.contract.jobconf import job_argv
+from dlflow_airflow.operators.bookkeeping import StageBookkeeping
+from dlflow_airflow.runners.base import TF_JOBS, TfTask
+from dlflow_airflow.runners.process import LocalProcess
 
 
 class LocalRunner:
     """``runner: local``: the task is a :class:`DlflowTfJobOperator`."""
 
     def build_operator(self, task: TfTask) -> BaseOperator:
-        from dlflow_airflow.operators.tf import DlflowTfJobOperator
-
         return DlflowTfJobOperator(
             job=task.job,
             job_body=task.job_body,
@@ -41,151 +25,65 @@ class LocalRunner:
         )
 
 
-class LocalProcess:
-    """``python -m <module> <args>`` with this interpreter, output streamed to the log.
+class TfJobOperator(BaseOperator):
+    """Run ``tf_jobs.<job>`` for the run's partition in the worker; its result is the XCom.
 
-    With ``workers > 1`` it starts that many processes, each with a
-    ``TF_CONFIG`` naming the whole local cluster and its own index, for
-    ``MultiWorkerMirroredStrategy``; worker 0 is the chief and its result is
-    the job's. Every child gets its own process group so :meth:`kill` stops
-    it and anything it started.
+    :param job: the ``tf_jobs`` program: train or evaluate.
+    :param job_body: the job config without the date (see :mod:`dlflow_airflow.contract.jobconf`).
+    :param date: the partition date; a template, ``{{ ds }}`` by default.
+    :param workers: processes to start; more than 1 trains with
+        ``MultiWorkerMirroredStrategy`` over a local ``TF_CONFIG`` cluster.
+    :param env: extra environment variables for the job.
     """
 
-    def __init__(self) -> None:
-        self._processes: list[subprocess.Popen[str]] = []
-        self._lock = threading.Lock()
+    template_fields = ("date", "env")
+    ui_color = "#fbd38d"
 
-    def command(self, module: str, args: list[str]) -> list[str]:
-        return [sys.executable, "-u", "-m", module, *args]
-
-    def run(
+    def __init__(
         self,
-        module: str,
-        args: list[str],
         *,
-        env: Mapping[str, str],
-        log: logging.Logger,
+        job: str,
+        job_body: dict[str, Any],
+        date: str = "{{ ds }}",
         workers: int = 1,
-    ) -> dict[str, Any] | None:
-        cmd = self.command(module, args)
-        log.info("Running %s ... with %d worker(s)", " ".join(cmd[:4]), workers)
-        configs = tf_configs(workers) if workers > 1 else [None]
-        tails: list[collections.deque[str]] = [
-            collections.deque(maxlen=_TAIL_LINES) for _ in configs
-        ]
-        results: list[dict[str, Any] | None] = [None for _ in configs]
-        pumps: list[threading.Thread] = []
-        with self._lock:
-            for index, config in enumerate(configs):
-                child_env = {**os.environ, **env}
-                if config is not None:
-                    child_env["TF_CONFIG"] = config
-                process = subprocess.Popen(
-                    cmd,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                    bufsize=1,
-                    env=child_env,
-                    start_new_session=True,
-                )
-                self._processes.append(process)
-                prefix = f"[worker {index}] " if workers > 1 else ""
-                pump = threading.Thread(
-                    target=_pump,
-                    args=(process, prefix, log, tails[index], results, index),
-                    daemon=True,
-                )
-                pump.start()
-                pumps.append(pump)
+        env: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if job not in TF_JOBS:
+            raise ValueError(f"unknown tf job {job!r}; known: {', '.join(TF_JOBS)}")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.job = job
+        self.job_body = job_body
+        self.date = date
+        self.workers = workers
+        self.env = env or {}
+        self._active: LocalProcess | None = None
+
+    def execute(self, context: Any) -> dict[str, Any] | None:
+        self._active = LocalProcess()
         try:
-            failed = self._wait_all()
-        finally:
-            for pump in pumps:
-                pump.join()
-            with self._lock:
-                codes = [p.returncode for p in self._processes]
-                self._processes = []
-        if failed is not None:
-            index, code = failed
-            who = f"{module} (worker {index})" if workers > 1 else module
-            raise JobFailedError(
-                f"{who} exited with code {code}; last lines:\n" + "\n".join(tails[index])
+            result = self._active.run(
+                f"tf_jobs.{self.job}",
+                job_argv(self.date, self.job_body),
+                env=self.env,
+                log=self.log,
+                workers=self.workers,
             )
-        if any(code != 0 for code in codes):  # killed from outside
-            raise JobFailedError(f"{module} was stopped (exit codes {codes})")
-        return results[0]
+        finally:
+            self._active = None
+        return result
 
-    def _wait_all(self) -> tuple[int, int] | None:
-        """Wait for every process; on the first failure stop the others (they would hang)."""
-        while True:
-            with self._lock:
-                processes = list(self._processes)
-            codes = [p.poll() for p in processes]
-            for index, code in enumerate(codes):
-                if code not in (None, 0):
-                    self.kill()
-                    return index, code
-            if all(code == 0 for code in codes):
-                return None
-            time.sleep(_POLL_SECONDS)
-
-    def kill(self) -> None:
-        with self._lock:
-            processes = list(self._processes)
-        for process in processes:
-            _stop(process)
+    def on_kill(self) -> None:
+        if self._active is not None:
+            self._active.kill()
 
 
-def _pump(
-    process: subprocess.Popen[str],
-    prefix: str,
-    log: logging.Logger,
-    tail: collections.deque[str],
-    results: list[dict[str, Any] | None],
-    index: int,
-) -> None:
-    assert process.stdout is not None
-    for raw in process.stdout:
-        line = raw.rstrip("\n")
-        tail.append(line)
-        log.info("%s%s", prefix, line)
-        parsed = parse_result(line)
-        if parsed is not None:
-            results[index] = parsed
-    process.wait()
+class DlflowTfJobOperator(StageBookkeeping, TfJobOperator):
+    """A local TF stage: :class:`TfJobOperator` with the run bookkeeping of every stage."""
 
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=_KILL_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def tf_configs(workers: int) -> list[str]:
-    """One ``TF_CONFIG`` per worker of a local cluster on free loopback ports."""
-    ports = _free_ports(workers)
-    cluster = {"worker": [f"localhost:{port}" for port in ports]}
-    return [
-        json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
-        for i in range(workers)
-    ]
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("localhost", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    def __init__(self, *, job_body: dict[str, Any], date: str = "{{ ds }}", **kwargs: Any):
+        super().__init__(
+            job_body=job_body, date=date, stage_body=job_body, stage_date=date, **kwargs
+        )

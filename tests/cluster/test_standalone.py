@@ -107,7 +107,7 @@ def executor_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_pipeline(home: Path, dag_id: str, stages: str, external: list[str], **env: str) -> None:
-    from dlflow_airflow.demo import DemoSetup, run_dag
+    from dlflow_airflow.devtools.demo import DemoSetup, run_dag
 
     dags = home / "dags"
     (dags / "pipelines").mkdir(parents=True, exist_ok=True)
@@ -132,8 +132,8 @@ def write_raw(workspace: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from dlflow_airflow import storage
-    from dlflow_airflow.layout import Layout
+    from dlflow_airflow.contract import storage
+    from dlflow_airflow.contract.layout import Layout
 
     rng = np.random.default_rng(5)
     table = pa.table(
@@ -159,9 +159,9 @@ def write_raw(workspace: Path) -> None:
 
 def commit_model(workspace: Path) -> None:
     """An (untrained) demo DNN for the fmap encode fitted: predict needs no training."""
-    from dlflow_airflow import storage
-    from dlflow_airflow.fmap import FeatureMap
-    from dlflow_airflow.layout import Layout
+    from dlflow_airflow.contract import storage
+    from dlflow_airflow.contract.fmap import FeatureMap
+    from dlflow_airflow.contract.layout import Layout
     from tf_jobs.model_io import save_model
     from tf_jobs.models import build_model, get_model, resolve_params
 
@@ -183,7 +183,7 @@ def test_encode_and_predict_run_on_a_cluster_without_the_project(
 ) -> None:
     import pyarrow.dataset as ds
 
-    from dlflow_airflow.layout import Layout, local_path
+    from dlflow_airflow.contract.layout import Layout, local_path
 
     connection = {
         "conn_type": "spark",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dlflow_airflow.factory import build_dag
-from dlflow_airflow.pipeline import Pipeline
+from dlflow_airflow.pipeline.build import Pipeline
+from dlflow_airflow.pipeline.factory import build_dag
 from tests.conftest import DAGS_FOLDER
 
 

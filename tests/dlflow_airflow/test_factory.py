@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import random
 
-from dlflow_airflow.factory import build_dag
 from dlflow_airflow.operators.spark import DlflowSparkSubmitOperator
-from dlflow_airflow.operators.tf import DlflowTfJobOperator
-from dlflow_airflow.pipeline import Pipeline
+from dlflow_airflow.pipeline.build import Pipeline
+from dlflow_airflow.pipeline.factory import build_dag
+from dlflow_airflow.runners.local import DlflowTfJobOperator
 from tests.dlflow_airflow.pipelines import base_pipeline
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from dlflow_airflow.fmap import (
+from dlflow_airflow.contract.fmap import (
     Bucket,
     Feature,
     FeatureMap,

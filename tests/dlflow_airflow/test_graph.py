@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from dlflow_airflow.errors import CycleError, MissingProducerError, SpecError
-from dlflow_airflow.graph import StageTags, build_edges, topological_order
-from dlflow_airflow.pipeline import Pipeline
+from dlflow_airflow.pipeline.build import Pipeline
+from dlflow_airflow.pipeline.errors import CycleError, MissingProducerError, SpecError
+from dlflow_airflow.pipeline.graph import StageTags, build_edges, topological_order
 from tests.dlflow_airflow.pipelines import base_pipeline
 
 
@@ -82,7 +82,9 @@ def test_user_stage_kind_options_are_strict():
 def test_user_stage_kind_must_subclass_stage_kind():
     doc = base_pipeline()
     doc["stages"]["export"] = {"kind": "tests.dlflow_airflow.user_stages:NotAKind"}
-    with pytest.raises(SpecError, match="is not a subclass of dlflow_airflow.registry.StageKind"):
+    with pytest.raises(
+        SpecError, match="is not a subclass of dlflow_airflow.stages.base.StageKind"
+    ):
         Pipeline.from_data(doc, source="p.yaml")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dlflow_airflow.local_airflow import LocalAirflow
+from dlflow_airflow.devtools.local_airflow import LocalAirflow
 
 
 def test_components_share_the_execution_api_url_and_one_jwt_secret(tmp_path: Path):

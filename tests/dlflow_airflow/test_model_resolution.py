@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dlflow_airflow.layout import Layout, PartitionDateError, local_path
-from dlflow_airflow.model_resolution import (
+from dlflow_airflow.contract.layout import Layout, PartitionDateError, local_path
+from dlflow_airflow.contract.model_resolution import (
     ModelNotBlessedError,
     ModelNotFoundError,
     resolve_model_partition,
@@ -81,7 +81,7 @@ def test_bad_dates(layout: Layout) -> None:
 
 def test_importable_without_heavy_packages() -> None:
     code = (
-        "import sys, dlflow_airflow.model_resolution; "
+        "import sys, dlflow_airflow.contract.model_resolution; "
         "print(sorted({'tensorflow', 'numpy', 'pyarrow', 'pandas'} & set(sys.modules)))"
     )
     completed = subprocess.run(

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dlflow_airflow.jobconf import JobConfig
-from dlflow_airflow.rerun import FINGERPRINT_FILE, decide, record, stage_io
+from dlflow_airflow.contract.jobconf import JobConfig
+from dlflow_airflow.operators.bookkeeping import FINGERPRINT_FILE, decide, record, stage_io
 
 DATE = "2026-01-02"
 
@@ -110,8 +110,8 @@ def test_merge_reads_its_seed_and_sources_and_sql_seeds_always_run(tmp_path: Pat
 
 
 def _task(tmp_path: Path, task_id: str):
-    from dlflow_airflow.factory import build_dag
-    from dlflow_airflow.pipeline import Pipeline
+    from dlflow_airflow.pipeline.build import Pipeline
+    from dlflow_airflow.pipeline.factory import build_dag
     from tests.dlflow_airflow.pipelines import base_pipeline
 
     doc = {**base_pipeline(), "workspace": str(tmp_path)}
@@ -125,7 +125,7 @@ def _argv(task) -> list[str]:
 def test_params_stages_runs_only_the_named_stages(tmp_path: Path):
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from dlflow_airflow.rerun import StageRun
+    from dlflow_airflow.operators.bookkeeping import StageRun
 
     task = _task(tmp_path, "predict")
     context = {"params": {"force": False, "stages": ["merge", "encode"]}}
@@ -137,7 +137,7 @@ def test_params_stages_runs_only_the_named_stages(tmp_path: Path):
 
 
 def test_params_stages_with_an_unknown_name_fails_clearly(tmp_path: Path):
-    from dlflow_airflow.rerun import StageRun
+    from dlflow_airflow.operators.bookkeeping import StageRun
 
     task = _task(tmp_path, "merge")
     context = {"params": {"force": False, "stages": ["predcit"]}}

@@ -13,16 +13,16 @@ import pytest
 from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
 from airflow.triggers.base import TriggerEvent
 
-from dlflow_airflow.dependencies import (
+from dlflow_airflow.contract.dependencies import (
     DependencyError,
     UpstreamMissingError,
     parse_dependencies,
     resolve_all,
 )
-from dlflow_airflow.factory import build_dag
-from dlflow_airflow.pipeline import Pipeline
-from dlflow_airflow.sensors import UpstreamPartitionSensor
-from dlflow_airflow.triggers import UpstreamPartitionTrigger
+from dlflow_airflow.pipeline.build import Pipeline
+from dlflow_airflow.pipeline.factory import build_dag
+from dlflow_airflow.sensors.upstream import UpstreamPartitionSensor
+from dlflow_airflow.triggers.upstream import UpstreamPartitionTrigger
 from tests.dlflow_airflow.pipelines import base_pipeline
 
 DAY = "2026-01-05"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from dlflow_airflow.registry import StageContext, StageKind
+from dlflow_airflow.stages.base import StageContext, StageKind
 
 
 class ExportOptions(BaseModel):

@@ -64,7 +64,7 @@ def _small_demo(folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory) -> Iterator:
-    from dlflow_airflow.local_airflow import LocalAirflow
+    from dlflow_airflow.devtools.local_airflow import LocalAirflow
 
     root = tmp_path_factory.mktemp("airflow-server")
     _small_demo(root / "dags")

@@ -30,7 +30,7 @@ def demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
 
 
 def _pipeline(home: Path, monkeypatch):
-    from dlflow_airflow.pipeline import Pipeline
+    from dlflow_airflow.pipeline.build import Pipeline
 
     monkeypatch.setenv("DLFLOW_WORKSPACE", str(home / "workspace"))
     return Pipeline.from_file(DEMO_PIPELINE)
@@ -40,7 +40,7 @@ def test_demo_runs_every_stage_through_airflow(demo_run, monkeypatch):
     home, proc = demo_run
     log = (home / f"demo-{DATE}.log").read_text() if (home / f"demo-{DATE}.log").exists() else ""
     assert proc.returncode == 0, proc.stdout + proc.stderr + log[-5000:]
-    from dlflow_airflow.report import stage_partitions
+    from dlflow_airflow.devtools.report import stage_partitions
 
     parts = stage_partitions(_pipeline(home, monkeypatch), DATE)
     assert {p.artifact for p in parts} == {
@@ -62,8 +62,8 @@ def test_demo_runs_every_stage_through_airflow(demo_run, monkeypatch):
 def test_demo_predictions_cover_every_row_and_model_learns(demo_run, monkeypatch):
     import pyarrow.dataset as ds
 
-    from dlflow_airflow.layout import Layout, local_path
-    from dlflow_airflow.report import read_metrics
+    from dlflow_airflow.contract.layout import Layout, local_path
+    from dlflow_airflow.devtools.report import read_metrics
 
     home, proc = demo_run
     assert proc.returncode == 0, proc.stdout + proc.stderr

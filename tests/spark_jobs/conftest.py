@@ -78,7 +78,7 @@ def workspace(tmp_path: Path) -> str:
 @pytest.fixture
 def make_job() -> JobFactory:
     """``make_job(workspace, date, **job_body kwargs)`` -> JobConfig."""
-    from dlflow_airflow.jobconf import JobConfig
+    from dlflow_airflow.contract.jobconf import JobConfig
 
     def factory(workspace: str, date: str = DATE, **kwargs: Any) -> JobConfig:
         return JobConfig.from_body(date, job_body(workspace, **kwargs))
@@ -96,7 +96,7 @@ class Pipeline:
     encode: dict[str, Any]
 
     def job(self, date: str = DATE, **kwargs: Any) -> Any:
-        from dlflow_airflow.jobconf import JobConfig
+        from dlflow_airflow.contract.jobconf import JobConfig
 
         kwargs.setdefault("buckets", DEMO_BUCKETS)
         return JobConfig.from_body(date, job_body(self.workspace, **kwargs))
@@ -118,7 +118,7 @@ def pipeline(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
 @pytest.fixture
 def write_table(spark: Any) -> Callable[[str, list[tuple], str], str]:
     """``write_table(uri, rows, ddl_schema)``: a committed Parquet partition at ``uri``."""
-    from dlflow_airflow import storage
+    from dlflow_airflow.contract import storage
 
     def write(uri: str, rows: list[tuple], schema: str) -> str:
         staging = storage.staging_uri(uri)

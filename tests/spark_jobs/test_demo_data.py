@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from dlflow_airflow import storage
-from dlflow_airflow.jobconf import parse_result
+from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.jobconf import parse_result
 from spark_jobs import demo_data
 
 from .conftest import DATE, DEMO_ROWS, NEXT_DATE, job_body

@@ -8,8 +8,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from dlflow_airflow import storage
-from dlflow_airflow.fmap import Bucket, Feature, FeatureMap, Normalizers
+from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.fmap import Bucket, Feature, FeatureMap, Normalizers
 from spark_jobs import encode
 from spark_jobs.encode import EncodeError, UnknownFeatureError, UnsupportedColumnTypeError
 from spark_jobs.paths import PartitionNotFoundError

@@ -10,9 +10,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from dlflow_airflow import storage
-from dlflow_airflow.fmap import FeatureMap, Normalizers
-from dlflow_airflow.layout import local_path
+from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.fmap import FeatureMap, Normalizers
+from dlflow_airflow.contract.layout import local_path
 from spark_jobs import encode
 from spark_jobs.encode import EncodeError, UnknownFeatureError, UnsupportedColumnTypeError
 

@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from dlflow_airflow import storage
+from dlflow_airflow.contract import storage
 from spark_jobs import demo_data, merge
 from spark_jobs.merge import ColumnConflictError, DuplicateKeyError, MergeError
 from spark_jobs.paths import PartitionNotFoundError, PlaceholderError

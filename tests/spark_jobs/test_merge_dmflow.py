@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from dlflow_airflow.dependencies import UpstreamMissingError
+from dlflow_airflow.contract.dependencies import UpstreamMissingError
 from spark_jobs import merge
 
 from .conftest import DATE

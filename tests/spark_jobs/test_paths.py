@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from dlflow_airflow import storage
+from dlflow_airflow.contract import storage
 from spark_jobs.paths import (
     PartitionNotFoundError,
     PlaceholderError,

@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from dlflow_airflow import storage
-from dlflow_airflow.fmap import FeatureMap
+from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.fmap import FeatureMap
 from spark_jobs import predict
 from spark_jobs.predict import PredictError, resolve_model
 from tf_jobs.model_io import ModelNotFoundError, save_model
@@ -85,7 +85,7 @@ def test_predict_scores_every_row(pipeline: Any, spark: Any, fmap: FeatureMap) -
 
 
 def test_latest_model_is_the_newest_blessed_up_to_the_date(pipeline: Any, fmap: FeatureMap) -> None:
-    from dlflow_airflow.model_resolution import blessed_marker
+    from dlflow_airflow.contract.model_resolution import blessed_marker
 
     job = pipeline.job(model_date="latest")
     partition = job.layout.model("dnn", DATE)

@@ -9,9 +9,9 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import types as T
 
-from dlflow_airflow import storage
-from dlflow_airflow.fmap import FeatureMap
-from dlflow_airflow.layout import local_path
+from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.fmap import FeatureMap
+from dlflow_airflow.contract.layout import local_path
 from spark_jobs import encode
 from spark_jobs.tfrecord import (
     TFRecordError,

@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dlflow_airflow.fmap import Bucket, Feature, FeatureMap
-from dlflow_airflow.jobconf import JobConfig
-from dlflow_airflow.layout import Layout, local_path
+from dlflow_airflow.contract.fmap import Bucket, Feature, FeatureMap
+from dlflow_airflow.contract.jobconf import JobConfig
+from dlflow_airflow.contract.layout import Layout, local_path
 
 FEATURE_TAG = "ctr_v1"
 MODEL_TAG = "dnn_v1"

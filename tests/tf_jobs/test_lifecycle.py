@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from dlflow_airflow.fmap import Feature, FmapError
-from dlflow_airflow.layout import local_path
-from dlflow_airflow.model_resolution import ModelNotFoundError, resolve_model_partition
+from dlflow_airflow.contract.fmap import Feature, FmapError
+from dlflow_airflow.contract.layout import local_path
+from dlflow_airflow.contract.model_resolution import ModelNotFoundError, resolve_model_partition
 from tests.tf_jobs.conftest import (
     EVAL_DATE,
     FEATURE_TAG,

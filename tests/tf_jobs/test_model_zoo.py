@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from dlflow_airflow.layout import local_path
+from dlflow_airflow.contract.layout import local_path
 from tests.tf_jobs.conftest import (
     EVAL_DATE,
     FEATURE_TAG,

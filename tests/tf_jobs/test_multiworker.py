@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dlflow_airflow.jobconf import job_argv
-from dlflow_airflow.layout import local_path
+from dlflow_airflow.contract.jobconf import job_argv
+from dlflow_airflow.contract.layout import local_path
 from dlflow_airflow.runners.local import LocalProcess
 from tests.tf_jobs.conftest import (
     FEATURE_TAG,

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from dlflow_airflow.layout import local_path
+from dlflow_airflow.contract.layout import local_path
 from tests.tf_jobs.conftest import FEATURE_TAG, TRAIN_DATE, Workspace, encoded_table
 from tests.tf_jobs.conftest import write_partition as write_parquet
 from tf_jobs import tfrecord_input, train

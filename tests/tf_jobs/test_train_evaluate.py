@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dlflow_airflow.jobconf import job_argv, parse_result
-from dlflow_airflow.layout import local_path
+from dlflow_airflow.contract.jobconf import job_argv, parse_result
+from dlflow_airflow.contract.layout import local_path
 from tests.tf_jobs.conftest import (
     EVAL_DATE,
     EVAL_ROWS,

@@ -9,8 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from dlflow_airflow.operators.shipping import (
+    PROJECT_PACKAGES,
+    ShippingError,
+    build_code_zip,
+    top_level,
+)
 from dlflow_airflow.operators.spark import DlflowSparkSubmitOperator
-from dlflow_airflow.shipping import PROJECT_PACKAGES, ShippingError, build_code_zip, top_level
 
 BODY = {
     "workspace": "/tmp/ws",
@@ -45,7 +50,9 @@ def test_zip_holds_the_project_packages_as_source(tmp_path: Path) -> None:
 def test_shipped_code_imports_from_the_zip_alone(tmp_path: Path) -> None:
     code_zip = build_code_zip(directory=tmp_path)
     # -S -I: no site-packages, so the project cannot come from the installed copy.
-    probe = "import sys; sys.path.insert(0, sys.argv[1]); import dlflow_airflow.layout as m; "
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import dlflow_airflow.contract.layout as m; "
+    )
     probe += "print(m.__file__)"
     out = subprocess.run(
         [sys.executable, "-S", "-I", "-c", probe, code_zip],
@@ -118,8 +125,8 @@ def test_shipping_can_be_turned_off() -> None:
 
 
 def test_spark_stages_ship_a_user_model_module() -> None:
-    from dlflow_airflow.factory import build_dag
-    from dlflow_airflow.pipeline import Pipeline
+    from dlflow_airflow.pipeline.build import Pipeline
+    from dlflow_airflow.pipeline.factory import build_dag
     from tests.dlflow_airflow.pipelines import base_pipeline
 
     doc = base_pipeline()

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from dlflow_airflow.factory import build_dag
-from dlflow_airflow.operators.tf import DlflowTfJobOperator, build_tf_task
-from dlflow_airflow.pipeline import Pipeline
+from dlflow_airflow.pipeline.build import Pipeline
+from dlflow_airflow.pipeline.factory import build_dag
 from dlflow_airflow.runners import RunnerUnavailableError, base, get_runner
+from dlflow_airflow.runners.local import DlflowTfJobOperator, build_tf_task
 from dlflow_airflow.stages import TrainOptions
 from tests.dlflow_airflow.pipelines import base_pipeline
 
@@ -40,8 +40,8 @@ def test_a_local_pipeline_loads_no_container_provider():
     # modules (and our runner modules that import them) must stay unloaded.
     code = (
         "import sys\n"
-        "from dlflow_airflow.factory import build_dag\n"
-        "from dlflow_airflow.pipeline import Pipeline\n"
+        "from dlflow_airflow.pipeline.factory import build_dag\n"
+        "from dlflow_airflow.pipeline.build import Pipeline\n"
         "from tests.dlflow_airflow.pipelines import base_pipeline\n"
         "build_dag(Pipeline.from_data(base_pipeline(), source='p.yaml'))\n"
         "print(sorted(m for m in sys.modules if m in ('dlflow_airflow.runners.kubernetes',"

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from dlflow_airflow.jobconf import emit_result
+from dlflow_airflow.contract.jobconf import emit_result
 
 if __name__ == "__main__":
     mode = sys.argv[1]

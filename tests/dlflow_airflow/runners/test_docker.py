@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from dlflow_airflow.factory import build_dag
-from dlflow_airflow.pipeline import Pipeline
+from dlflow_airflow.pipeline.build import Pipeline
+from dlflow_airflow.pipeline.factory import build_dag
 from tests.dlflow_airflow.pipelines import base_pipeline
 
 pytest.importorskip("airflow.providers.docker")

@@ -12,15 +12,21 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from dlflow_airflow.errors import Issue, PipelineError, SpecError
-from dlflow_airflow.graph import Edge, StageTags, build_edges, topological_order
-from dlflow_airflow.registry import StageCommon, StageContext, StageKind, resolve_kind
-from dlflow_airflow.spec import (
+from dlflow_airflow.contract.artifacts import (
+    StageRef,
+    latest_conflict_message,
+    model_date_conflicts,
+)
+from dlflow_airflow.pipeline.errors import Issue, PipelineError, SpecError
+from dlflow_airflow.pipeline.graph import Edge, StageTags, build_edges, topological_order
+from dlflow_airflow.pipeline.kinds import resolve_kind
+from dlflow_airflow.pipeline.spec import (
     PipelineSpec,
     issues_from_validation,
     parse_spec,
     read_yaml,
 )
+from dlflow_airflow.stages.base import StageCommon, StageContext, StageKind
 
 
 @dataclass(frozen=True)
@@ -33,8 +39,15 @@ class Stage:
     needs: tuple[str, ...]
     produces: tuple[str, ...]
 
+    @property
+    def ref(self) -> StageRef:
+        """The stage as the job document names it (see the artifact contract)."""
+        return StageRef(self.name, self.kind.job, self.needs, self.produces)
+
     def context(self, spec: PipelineSpec) -> StageContext:
-        return StageContext(name=self.name, spec=spec, options=self.options, common=self.common)
+        return StageContext(
+            name=self.name, spec=spec, options=self.options, common=self.common, stage=self.ref
+        )
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,7 @@ class Pipeline:
     def from_data(cls, data: Any, *, source: str) -> Pipeline:
         spec = parse_spec(data, source)
         stages = resolve_stages(spec, source)
+        check_model_date(spec, stages, source)
         tags = {name: StageTags(s.needs, s.produces) for name, s in stages.items()}
         edges = build_edges(tags, external=spec.external, source=source)
         order = topological_order(stages, edges, source=source)
@@ -71,6 +85,19 @@ def resolve_stages(spec: PipelineSpec, source: str) -> dict[str, Stage]:
     if issues:
         raise SpecError(source, issues)
     return stages
+
+
+def check_model_date(spec: PipelineSpec, stages: dict[str, Stage], source: str) -> None:
+    """``model.date: latest`` names an existing model: no stage may have to write one."""
+    issues = []
+    for name, stage in stages.items():
+        conflicts = model_date_conflicts(stage.produces, spec.model.date, stage.options)
+        if conflicts:
+            issues.append(
+                Issue("model.date", f"stage {name!r}: {latest_conflict_message(conflicts)}")
+            )
+    if issues:
+        raise SpecError(source, issues)
 
 
 def _resolve_stage(name: str, raw: Any, source: str) -> Stage:

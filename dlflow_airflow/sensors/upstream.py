@@ -6,7 +6,7 @@ DAG waits for its upstream data instead of failing at merge. Pure Python
 (pyarrow file metadata), no Spark.
 
 With ``deferrable=True`` the sensor checks once and, if not ready, hands the
-waiting to :class:`~dlflow_airflow.triggers.UpstreamPartitionTrigger` in the
+waiting to :class:`~dlflow_airflow.triggers.upstream.UpstreamPartitionTrigger` in the
 triggerer, so no worker slot is held at all while it waits.
 """
 
@@ -18,25 +18,27 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator
 
-from dlflow_airflow.dependencies import (
+from dlflow_airflow.contract.dependencies import (
     DependencyError,
     UpstreamMissingError,
     parse_dependencies,
     resolve_all,
 )
+from dlflow_airflow.operators.bookkeeping import StageBookkeeping
 
 
-class UpstreamPartitionSensor(BaseSensorOperator):
-    """Succeeds once every dependency resolves for the run's date.
+class UpstreamPartitionWaiter(BaseSensorOperator):
+    """Succeeds once every dependency resolves for the run's date (no run bookkeeping).
 
-    :param dependencies: name -> dependency (see :mod:`dlflow_airflow.dependencies`).
+    :param dependencies: name -> dependency (see :mod:`dlflow_airflow.contract.dependencies`).
     :param workspace: fills ``{workspace}`` in dependency paths.
     :param date: the run date, ``YYYY-MM-DD`` (templated; default ``{{ ds }}``).
-    :param deferrable: wait in the triggerer (:mod:`dlflow_airflow.triggers`)
+    :param deferrable: wait in the triggerer (:mod:`dlflow_airflow.triggers.upstream`)
         instead of in a worker slot.
 
     Other keyword arguments (``poke_interval``, ``timeout``, ``mode``...) are
-    Airflow's ``BaseSensorOperator``'s.
+    Airflow's ``BaseSensorOperator``'s; ``stage_body`` is the run bookkeeping's
+    (:class:`~dlflow_airflow.operators.bookkeeping.StageBookkeeping`).
     """
 
     template_fields = ("date",)
@@ -92,8 +94,8 @@ class UpstreamPartitionSensor(BaseSensorOperator):
         )
 
     def build_trigger(self) -> Any:
-        """The :class:`~dlflow_airflow.triggers.UpstreamPartitionTrigger` this sensor defers to."""
-        from dlflow_airflow.triggers import UpstreamPartitionTrigger
+        """The trigger (:mod:`dlflow_airflow.triggers.upstream`) this sensor defers to."""
+        from dlflow_airflow.triggers.upstream import UpstreamPartitionTrigger
 
         return UpstreamPartitionTrigger(
             dependencies=self.dependencies,
@@ -119,3 +121,8 @@ class UpstreamPartitionSensor(BaseSensorOperator):
 
             raise AirflowSensorTimeout(f"upstream not ready after {self.timeout:.0f} s: {message}")
         raise DependencyError(f"waiting for upstream failed: {message}")
+
+
+class UpstreamPartitionSensor(StageBookkeeping, UpstreamPartitionWaiter):
+    """The ``wait_upstream`` stage: :class:`UpstreamPartitionWaiter` with every stage's
+    run bookkeeping (``params.stages``)."""

@@ -1,40 +1,31 @@
-"""The built-in stage kinds (DESIGN.md's table) and their YAML options."""
+"""Every built-in stage's options: one definition, read by the YAML schema and by the job.
+
+The pipeline spec validates a stage's YAML keys against these models; the
+job parses the same document back into the same model
+(:meth:`dlflow_airflow.contract.jobconf.JobConfig.from_argv`), so a default
+lives here and nowhere else. Pure pydantic: importable on Spark executors and
+in containers.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-from dlflow_airflow.dependencies import Dependency
-from dlflow_airflow.layout import check_date
-from dlflow_airflow.registry import StageContext, StageKind
-
-RAW_FEATURE = "RAW_FEATURE"
-ENCODED_FEATURE = "ENCODED_FEATURE"
-TFRECORD_FEATURE = "TFRECORD_FEATURE"
-FMAP = "FMAP"
-TRAINED_MODEL = "TRAINED_MODEL"
-EVALUATE_RESULT = "EVALUATE_RESULT"
-PREDICT_RESULT = "PREDICT_RESULT"
-DEMO_UPSTREAM = "DEMO_UPSTREAM"
-UPSTREAM_READY = "UPSTREAM_READY"
-
-Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+from dlflow_airflow.contract.dependencies import Dependency
+from dlflow_airflow.contract.layout import check_date
+from dlflow_airflow.contract.schema import Name, StrictModel
 
 
-class _Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DemoDataOptions(_Options):
+class DemoDataOptions(StrictModel):
     """:param rows: seed rows per date. :param seed: random seed (the date is mixed in)."""
 
     rows: int = Field(default=20_000, ge=100, le=100_000_000)
     seed: int = 7
 
 
-class TableSource(_Options):
+class TableSource(StrictModel):
     """A dated upstream table. ``path`` may hold {workspace}, {date} and {date_nodash}."""
 
     path: str
@@ -46,7 +37,7 @@ class FeatureSource(TableSource):
     keys: list[Name] | None = None
 
 
-class SeedSource(_Options):
+class SeedSource(StrictModel):
     """The seed: a dated table ``path`` or a ``sql`` file (placeholders allowed in both)."""
 
     path: str | None = None
@@ -60,22 +51,22 @@ class SeedSource(_Options):
         return self
 
 
-class SqlStep(_Options):
+class SqlStep(StrictModel):
     file: str
     join_keys: list[Name] | None = None
 
 
-class CountMissingStep(_Options):
+class CountMissingStep(StrictModel):
     columns: list[Name] | None = None
     prefix: Name = "missing"
 
 
-class FillMissingStep(_Options):
+class FillMissingStep(StrictModel):
     by_type: dict[str, str | int | float | bool] = {}
     columns: dict[Name, str | int | float | bool] = {}
 
 
-class MergeStep(_Options):
+class MergeStep(StrictModel):
     """One step: exactly one of ``sql``, ``count_missing`` or ``fill_missing``."""
 
     sql: SqlStep | None = None
@@ -89,7 +80,7 @@ class MergeStep(_Options):
         return self
 
 
-class MergeOptions(_Options):
+class MergeOptions(StrictModel):
     """See ``docs/features.md``: seed, sources, dependencies, steps, unique_check."""
 
     seed: SeedSource
@@ -99,7 +90,7 @@ class MergeOptions(_Options):
     unique_check: bool = True
 
 
-class WaitUpstreamOptions(_Options):
+class WaitUpstreamOptions(StrictModel):
     """:param dependencies: what to wait for (the same shape as merge's).
     :param poke_interval_seconds: seconds between checks.
     :param timeout_hours: fail after waiting this long.
@@ -113,7 +104,7 @@ class WaitUpstreamOptions(_Options):
     deferrable: bool = False
 
 
-class EncodeOptions(_Options):
+class EncodeOptions(StrictModel):
     tfrecord: bool = False
     tfrecord_compression: Literal["none", "gzip"] = "none"
     refit: bool = False
@@ -135,7 +126,7 @@ TF_METRICS = (
 """Metrics the evaluate job computes (the first six for classifiers, then regressors)."""
 
 
-class Resources(_Options):
+class Resources(StrictModel):
     """Container resources. :param requests: e.g. ``{cpu: "2", memory: 4Gi}``.
 
     :param limits: the same keys as ``requests``.
@@ -147,7 +138,7 @@ class Resources(_Options):
     gpus: int = Field(default=0, ge=0, le=64)
 
 
-class KubernetesVolume(_Options):
+class KubernetesVolume(StrictModel):
     """A volume mounted into the job's pod: exactly one of the sources.
 
     :param claim_name: a PersistentVolumeClaim. :param host_path: a node folder.
@@ -172,7 +163,7 @@ class KubernetesVolume(_Options):
         return self
 
 
-class KubernetesSettings(_Options):
+class KubernetesSettings(StrictModel):
     """Where and how a TF job runs as a pod (``runner: kubernetes``)."""
 
     image: str = Field(min_length=1)
@@ -189,7 +180,7 @@ class KubernetesSettings(_Options):
     startup_timeout_seconds: int = Field(default=600, ge=1)
 
 
-class DockerMount(_Options):
+class DockerMount(StrictModel):
     """A bind mount (``source`` is a host path) or a named volume."""
 
     source: str = Field(min_length=1)
@@ -198,7 +189,7 @@ class DockerMount(_Options):
     read_only: bool = False
 
 
-class DockerSettings(_Options):
+class DockerSettings(StrictModel):
     """Where and how a TF job runs as a container (``runner: docker``)."""
 
     image: str = Field(min_length=1)
@@ -212,7 +203,7 @@ class DockerSettings(_Options):
     auto_remove: Literal["never", "success", "force"] = "success"
 
 
-class TfJobOptions(_Options):
+class TfJobOptions(StrictModel):
     """Options shared by the train and evaluate stages (see docs/models.md).
 
     :param runner: where the job runs: ``local`` (a subprocess of the worker),
@@ -271,7 +262,7 @@ class TrainOptions(TfJobOptions):
         return self
 
 
-class GateBound(_Options):
+class GateBound(StrictModel):
     """Bounds one metric must meet for the model to be blessed."""
 
     min: float | None = None
@@ -311,7 +302,7 @@ class EvaluateOptions(TfJobOptions):
         return value
 
 
-class PredictOptions(_Options):
+class PredictOptions(StrictModel):
     """:param batch_size: rows per Arrow batch fed to the model.
     :param pass_through: encoded columns copied into the predictions (e.g. labels).
     :param allow_empty: an empty input commits an empty prediction instead of failing.
@@ -324,117 +315,17 @@ class PredictOptions(_Options):
     tf_threads: int = Field(default=0, ge=0, le=256)
 
 
-class _SparkStage(StageKind):
-    job: str
-
-    def build_operator(self, ctx: StageContext):
-        from dlflow_airflow.operators.spark import DlflowSparkSubmitOperator
-
-        spark = ctx.spec.spark
-        return DlflowSparkSubmitOperator(
-            job=self.job,
-            job_body=ctx.job_body(),
-            conn_id=spark.conn_id,
-            conf={k: str(v) for k, v in spark.conf.items()},
-            spark_python=spark.python,
-            # A user's model (``model.name: pkg.module:attr``) must reach the executors too.
-            ship_modules=[ctx.spec.model.name] if ":" in ctx.spec.model.name else [],
-            **ctx.task_kwargs(),
-        )
+class NoOptions(StrictModel):
+    """A stage kind without keys of its own."""
 
 
-class _TfStage(StageKind):
-    """A ``tf_jobs`` program; the runner (one lookup) builds the task that runs it."""
-
-    job: str
-    Options = TfJobOptions
-
-    def needed_tags(self, options: TfJobOptions) -> tuple[str, ...]:
-        return (*self.needs, TFRECORD_FEATURE) if options.input == "tfrecord" else self.needs
-
-    def build_operator(self, ctx: StageContext):
-        from dlflow_airflow.operators.tf import build_tf_task
-
-        return build_tf_task(self.job, ctx.job_body(), ctx.options, ctx.task_kwargs())
-
-
-class DemoDataStage(_SparkStage):
-    """Generates the demo's upstream tables (seed + two feature sources) for the date."""
-
-    job = "demo_data"
-    produces = (DEMO_UPSTREAM,)
-    Options = DemoDataOptions
-
-
-class MergeStage(_SparkStage):
-    """Left-joins the seed table with every feature source on the primary keys."""
-
-    job = "merge"
-    produces = (RAW_FEATURE,)
-    Options = MergeOptions
-
-
-class EncodeStage(_SparkStage):
-    """Fits (or reuses) the fmap and writes the encoded table."""
-
-    job = "encode"
-    needs = (RAW_FEATURE,)
-    produces = (ENCODED_FEATURE, FMAP)
-    Options = EncodeOptions
-
-    def produced_tags(self, options: EncodeOptions) -> tuple[str, ...]:
-        return (*self.produces, TFRECORD_FEATURE) if options.tfrecord else self.produces
-
-
-class TrainStage(_TfStage):
-    job = "train"
-    needs = (ENCODED_FEATURE, FMAP)
-    produces = (TRAINED_MODEL,)
-    Options = TrainOptions
-
-
-class EvaluateStage(_TfStage):
-    job = "evaluate"
-    needs = (ENCODED_FEATURE, FMAP, TRAINED_MODEL)
-    produces = (EVALUATE_RESULT,)
-    Options = EvaluateOptions
-
-
-class PredictStage(_SparkStage):
-    job = "predict"
-    needs = (ENCODED_FEATURE, FMAP, TRAINED_MODEL)
-    produces = (PREDICT_RESULT,)
-    Options = PredictOptions
-
-
-class WaitUpstreamStage(StageKind):
-    """Waits (reschedule mode, or deferred to the triggerer) until every dependency passes
-    its checkers."""
-
-    produces = (UPSTREAM_READY,)
-    Options = WaitUpstreamOptions
-
-    def build_operator(self, ctx: StageContext):
-        from dlflow_airflow.sensors import UpstreamPartitionSensor
-
-        options: WaitUpstreamOptions = ctx.options
-        return UpstreamPartitionSensor(
-            dependencies={k: v.model_dump(mode="json") for k, v in options.dependencies.items()},
-            workspace=ctx.spec.workspace,
-            poke_interval=options.poke_interval_seconds,
-            timeout=options.timeout_hours * 3600,
-            mode=options.mode,
-            deferrable=options.deferrable,
-            **ctx.task_kwargs(),
-        )
-
-
-BUILTIN_KINDS: dict[str, type[StageKind]] = {
-    "demo_data": DemoDataStage,
-    "merge": MergeStage,
-    "encode": EncodeStage,
-    "train": TrainStage,
-    "evaluate": EvaluateStage,
-    "predict": PredictStage,
-    "wait_upstream": WaitUpstreamStage,
+JOB_OPTIONS: dict[str, type[BaseModel]] = {
+    "demo_data": DemoDataOptions,
+    "merge": MergeOptions,
+    "encode": EncodeOptions,
+    "train": TrainOptions,
+    "evaluate": EvaluateOptions,
+    "predict": PredictOptions,
+    "wait_upstream": WaitUpstreamOptions,
 }
+"""Each built-in job's options model: what the job parses its ``options`` into."""

@@ -8,10 +8,12 @@ markers).
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from dlflow_airflow.layout import SUCCESS_MARKER
+from dlflow_airflow.contract.layout import SUCCESS_MARKER, check_date
 
 if TYPE_CHECKING:
     from pyarrow.fs import FileSystem
@@ -61,6 +63,24 @@ def list_names(uri: str) -> list[str]:
         return []
     infos = filesystem.get_file_info(fs.FileSelector(path, recursive=False))
     return sorted(info.base_name for info in infos)
+
+
+_DT_NAME = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
+
+
+def complete_dates(root: str, date: str) -> Iterator[str]:
+    """Dates ``d <= date`` of the complete ``<root>/dt=<d>`` partitions, newest first."""
+    check_date(date)
+    dates = sorted((m.group(1) for m in map(_DT_NAME.match, list_names(root)) if m), reverse=True)
+    for day in dates:
+        if day <= date and is_complete(f"{root}/dt={day}"):
+            yield day
+
+
+def latest_complete(root: str, date: str) -> str | None:
+    """The newest complete ``<root>/dt=<d>`` with ``d <= date``, or None."""
+    day = next(complete_dates(root, date), None)
+    return None if day is None else f"{root}/dt={day}"
 
 
 def staging_uri(final_uri: str) -> str:

@@ -2,7 +2,7 @@
 
 Shared by the merge job (which reads what they resolve to) and the
 ``wait_upstream`` sensor (which waits until they resolve). Pure Python: the
-checkers use :mod:`dlflow_airflow.storage` (pyarrow, imported lazily), never Spark.
+checkers use :mod:`dlflow_airflow.contract.storage` (pyarrow, imported lazily), never Spark.
 
 Three kinds, one per YAML shape::
 
@@ -27,14 +27,15 @@ import string
 from dataclasses import dataclass
 from datetime import date as Date
 from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from dlflow_airflow.contract.schema import Name, StrictModel
 
 log = logging.getLogger(__name__)
 
 BASE_PLACEHOLDERS = ("workspace", "date", "date_nodash")
-DepName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
 
 class DependencyError(ValueError):
@@ -45,11 +46,7 @@ class UpstreamMissingError(FileNotFoundError):
     """No candidate partition of a dependency passed its checks."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Checks(_Strict):
+class Checks(StrictModel):
     """What makes an upstream partition ready.
 
     :param success: require the ``_SUCCESS`` marker.
@@ -62,7 +59,7 @@ class Checks(_Strict):
     min_rows: int | None = Field(default=None, ge=1)
 
 
-class PathDependency(_Strict):
+class PathDependency(StrictModel):
     path: str
     offset_days: int = 0
     degrade_days: int = Field(default=0, ge=0, le=366)
@@ -70,16 +67,16 @@ class PathDependency(_Strict):
     check: Checks = Checks()
 
 
-class DateValue(_Strict):
+class DateValue(StrictModel):
     offset_days: int = 0
     format: str = "%Y-%m-%d"
 
 
-class DateDependency(_Strict):
+class DateDependency(StrictModel):
     date: DateValue
 
 
-class StaticDependency(_Strict):
+class StaticDependency(StrictModel):
     static: str | int | float | bool
 
 
@@ -120,7 +117,7 @@ def render(template: str, values: dict[str, str], *, where: str = "path") -> str
 
 
 def base_values(workspace: str, day: str) -> dict[str, str]:
-    from dlflow_airflow.layout import check_date, normalize_workspace
+    from dlflow_airflow.contract.layout import check_date, normalize_workspace
 
     check_date(day)
     return {
@@ -138,7 +135,7 @@ def total_size(uri: str) -> int:
     """Bytes of every file under ``uri``."""
     from pyarrow import fs
 
-    from dlflow_airflow import storage
+    from dlflow_airflow.contract import storage
 
     filesystem, path = storage.resolve(uri)
     infos = filesystem.get_file_info(fs.FileSelector(path, recursive=True))
@@ -149,7 +146,7 @@ def count_rows(uri: str, fmt: str) -> int:
     """Rows of a table partition, from file metadata where the format has it."""
     import pyarrow.dataset as ds
 
-    from dlflow_airflow import storage
+    from dlflow_airflow.contract import storage
 
     filesystem, path = storage.resolve(uri)
     dataset = ds.dataset(path, format=fmt, filesystem=filesystem, exclude_invalid_files=True)
@@ -158,7 +155,7 @@ def count_rows(uri: str, fmt: str) -> int:
 
 def check_partition(uri: str, checks: Checks, fmt: str = "parquet") -> str | None:
     """None when ``uri`` passes ``checks``, else why it does not."""
-    from dlflow_airflow import storage
+    from dlflow_airflow.contract import storage
 
     if not storage.exists(uri):
         return "absent"
@@ -221,4 +218,4 @@ def parse_dependencies(raw: dict[str, object]) -> dict[str, Dependency]:
     """Validate a ``dependencies`` mapping (e.g. from a job's JSON options)."""
     from pydantic import TypeAdapter
 
-    return TypeAdapter(dict[DepName, Dependency]).validate_python(raw)
+    return TypeAdapter(dict[Name, Dependency]).validate_python(raw)

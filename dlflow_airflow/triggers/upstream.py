@@ -2,7 +2,7 @@
 
 :class:`UpstreamPartitionTrigger` runs in Airflow's triggerer: it checks the
 same dependencies, with the same checkers, as
-:class:`~dlflow_airflow.sensors.UpstreamPartitionSensor`'s ``poke``, every
+:class:`~dlflow_airflow.sensors.upstream.UpstreamPartitionSensor`'s ``poke``, every
 ``poke_interval`` seconds, off the event loop (the checkers read file
 metadata, which blocks). It fires one event:
 
@@ -21,7 +21,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from dlflow_airflow.dependencies import (
+from dlflow_airflow.contract.dependencies import (
     DependencyError,
     UpstreamMissingError,
     parse_dependencies,
@@ -32,7 +32,8 @@ from dlflow_airflow.dependencies import (
 class UpstreamPartitionTrigger(BaseTrigger):
     """Waits until every dependency resolves for ``date``.
 
-    :param dependencies: name -> dependency, as JSON (see :mod:`dlflow_airflow.dependencies`).
+    :param dependencies: name -> dependency, as JSON
+        (see :mod:`dlflow_airflow.contract.dependencies`).
     :param workspace: fills ``{workspace}`` in dependency paths.
     :param date: the run date, ``YYYY-MM-DD``.
     :param poke_interval: seconds between checks.

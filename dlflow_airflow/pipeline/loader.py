@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dlflow_airflow.errors import PipelineError
+from dlflow_airflow.pipeline.errors import PipelineError
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
 
-    from dlflow_airflow.pipeline import Pipeline
+    from dlflow_airflow.pipeline.build import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class FolderScan:
 
 def scan(folder: str | Path) -> FolderScan:
     """Validate every pipeline file of ``folder``; a duplicate dag_id is an error too."""
-    from dlflow_airflow.pipeline import Pipeline
+    from dlflow_airflow.pipeline.build import Pipeline
 
     result = FolderScan()
     sources: dict[str, Path] = {}
@@ -75,7 +75,7 @@ def load_dags(folder: str | Path) -> dict[str, DAG]:
 
     Meant for a DAG file: ``globals().update(load_dags(HERE / "pipelines"))``.
     """
-    from dlflow_airflow.factory import build_dag
+    from dlflow_airflow.pipeline.factory import build_dag
 
     found = scan(folder)
     for message in found.errors:

@@ -89,6 +89,10 @@ class Layout:
     def predict(self, model_tag: str, date: str) -> str:
         return self.partition("predict", model_tag, date)
 
+    def upstream(self, table: str, date: str) -> str:
+        """The demo's upstream tables (``demo_data`` writes them, merge reads them)."""
+        return f"{self.workspace}/upstream/{table}/dt={check_date(date)}"
+
 
 def local_path(uri: str) -> str:
     """The local file-system path of a ``file://`` URI (or a bare path)."""

@@ -8,9 +8,11 @@ from typing import Any
 
 from airflow.sdk import DAG, Param
 
-from dlflow_airflow.assets import output_assets
-from dlflow_airflow.pipeline import Pipeline
-from dlflow_airflow.spec import PipelineSpec
+from dlflow_airflow.contract.artifacts import stage_roles
+from dlflow_airflow.operators.bookkeeping import bind_stage
+from dlflow_airflow.pipeline.assets import input_assets, output_assets
+from dlflow_airflow.pipeline.build import Pipeline
+from dlflow_airflow.pipeline.spec import PipelineSpec
 
 
 def build_dag(pipeline: Pipeline) -> DAG:
@@ -38,23 +40,17 @@ def build_dag(pipeline: Pipeline) -> DAG:
         tasks = {}
         for name in pipeline.order:
             stage = pipeline.stages[name]
-            task = stage.kind.build_operator(stage.context(spec))
+            ctx = stage.context(spec)
+            task = bind_stage(stage.kind.build_operator(ctx), ctx.job_body())
+            owners = {"workspace": spec.workspace, "feature_tag": spec.feature.tag}
+            owners["model_tag"] = spec.model.tag
             if not task.outlets:
-                task.outlets = output_assets(
-                    stage.produces,
-                    workspace=spec.workspace,
-                    feature_tag=spec.feature.tag,
-                    model_tag=spec.model.tag,
-                )
+                roles = stage_roles(stage.needs, stage.produces, spec.model.date, stage.options)
+                task.outlets = output_assets(roles, **owners)
             external = [tag for tag in stage.needs if tag in spec.external]
             if external and not task.inlets:
                 # Made by another DAG: the UI's asset graph links the two DAGs.
-                task.inlets = output_assets(
-                    external,
-                    workspace=spec.workspace,
-                    feature_tag=spec.feature.tag,
-                    model_tag=spec.model.tag,
-                )
+                task.inlets = input_assets(external, **owners)
             tasks[name] = task
         for upstream, downstream in pipeline.edges:
             tasks[upstream] >> tasks[downstream]

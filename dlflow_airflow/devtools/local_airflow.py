@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dlflow_airflow.demo import airflow_env
+from dlflow_airflow.devtools.demo import airflow_env
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
 

@@ -7,11 +7,11 @@ import sys
 import time
 from pathlib import Path
 
-from dlflow_airflow.errors import PipelineError
+from dlflow_airflow.pipeline.errors import PipelineError
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from dlflow_airflow.pipeline import Pipeline
+    from dlflow_airflow.pipeline.build import Pipeline
 
     failed = 0
     for path in args.files:
@@ -26,7 +26,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _graph(args: argparse.Namespace) -> int:
-    from dlflow_airflow.pipeline import Pipeline
+    from dlflow_airflow.pipeline.build import Pipeline
 
     try:
         pipeline = Pipeline.from_file(args.file)
@@ -42,8 +42,8 @@ def _graph(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from dlflow_airflow.pipeline import Pipeline
-    from dlflow_airflow.report import render
+    from dlflow_airflow.devtools.report import render
+    from dlflow_airflow.pipeline.build import Pipeline
 
     text, complete = render(Pipeline.from_file(args.file), args.date)
     print(text)
@@ -53,9 +53,9 @@ def _report(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     import os
 
-    from dlflow_airflow.demo import DemoSetup, run_dag
-    from dlflow_airflow.pipeline import Pipeline
-    from dlflow_airflow.report import render
+    from dlflow_airflow.devtools.demo import DemoSetup, run_dag
+    from dlflow_airflow.devtools.report import render
+    from dlflow_airflow.pipeline.build import Pipeline
 
     setup = DemoSetup(home=Path(args.home).resolve(), dags_folder=Path(args.dags).resolve())
     os.environ.update({"DLFLOW_WORKSPACE": str(setup.workspace)})
@@ -81,7 +81,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import signal
 
-    from dlflow_airflow.local_airflow import LocalAirflow, LocalAirflowError
+    from dlflow_airflow.devtools.local_airflow import LocalAirflow, LocalAirflowError
 
     home = Path(args.home).resolve()
     server = LocalAirflow(

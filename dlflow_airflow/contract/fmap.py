@@ -256,7 +256,7 @@ class FeatureMap:
     @classmethod
     def load(cls, femodel_uri: str) -> FeatureMap:
         """Read ``fmap.json`` from a femodel partition (or a direct file URI)."""
-        from dlflow_airflow import storage
+        from dlflow_airflow.contract import storage
 
         uri = femodel_uri if femodel_uri.endswith(".json") else f"{femodel_uri}/{FMAP_FILE}"
         if not storage.exists(uri):
@@ -264,7 +264,7 @@ class FeatureMap:
         return cls.from_json(storage.read_text(uri), source=uri)
 
     def save(self, femodel_uri: str) -> str:
-        from dlflow_airflow import storage
+        from dlflow_airflow.contract import storage
 
         uri = f"{femodel_uri}/{FMAP_FILE}"
         storage.write_text(uri, self.to_json())
@@ -316,7 +316,7 @@ class Normalizers:
     @classmethod
     def load(cls, femodel_uri: str, fmap: FeatureMap) -> Normalizers:
         """Read ``normalizers.json`` and check it was fitted with ``fmap``."""
-        from dlflow_airflow import storage
+        from dlflow_airflow.contract import storage
 
         uri = f"{femodel_uri}/{NORMALIZERS_FILE}"
         if not storage.exists(uri):
@@ -330,7 +330,7 @@ class Normalizers:
         return loaded
 
     def save(self, femodel_uri: str) -> str:
-        from dlflow_airflow import storage
+        from dlflow_airflow.contract import storage
 
         uri = f"{femodel_uri}/{NORMALIZERS_FILE}"
         storage.write_text(uri, json.dumps(self.to_dict(), indent=1, sort_keys=True))

@@ -7,7 +7,7 @@ import graphlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from dlflow_airflow.errors import CycleError, Issue, MissingProducerError
+from dlflow_airflow.pipeline.errors import CycleError, Issue, MissingProducerError
 
 
 @dataclass(frozen=True)

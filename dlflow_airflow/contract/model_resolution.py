@@ -1,6 +1,6 @@
 """Which model partition a stage uses: ``model.date`` resolved against the run's date.
 
-Pure Python (file access through :mod:`dlflow_airflow.storage`), so evaluate,
+Pure Python (file access through :mod:`dlflow_airflow.contract.storage`), so evaluate,
 Spark predict and the CLI share one rule::
 
     resolved = resolve_model_partition(layout, "dnn_v1", "latest", "2026-01-05", blessed_only=True)
@@ -20,11 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dlflow_airflow import storage
-from dlflow_airflow.layout import Layout, check_date
+from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.layout import Layout, check_date
 
 BLESSED_MARKER = "BLESSED"
-_DT = "dt="
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -92,17 +91,9 @@ def resolve_model_partition(
 
 def _latest(layout: Layout, model_tag: str, run_date: str, blessed_only: bool) -> ResolvedModel:
     root = layout.root("model", model_tag)
-    dates = sorted(
-        (name[len(_DT) :] for name in storage.list_names(root) if name.startswith(_DT)),
-        reverse=True,
-    )
     skipped: list[str] = []
-    for model_date in dates:
-        if model_date > run_date:
-            continue
+    for model_date in storage.complete_dates(root, run_date):
         uri = layout.model(model_tag, model_date)
-        if not storage.is_complete(uri):
-            continue
         blessed = is_blessed(uri)
         if blessed_only and not blessed:
             skipped.append(model_date)

@@ -2,7 +2,7 @@
 
 Unknown keys, wrong types and bad values are errors that name the file, the
 key path and what is allowed. Stage options are validated later, by each
-stage kind (see :mod:`dlflow_airflow.pipeline`), because the allowed keys
+stage kind (see :mod:`dlflow_airflow.pipeline.build`), because the allowed keys
 depend on the kind.
 """
 
@@ -14,22 +14,19 @@ import types
 import typing
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Union
 
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
-from dlflow_airflow.errors import Issue, SpecError
+from dlflow_airflow.contract.schema import BucketSpec, FeatureSpec, ModelSpec, Name, StrictModel
+from dlflow_airflow.pipeline.errors import Issue, SpecError
 
-Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-Tag = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
 DagId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=250)]
 
 SCHEDULE_PRESETS = (
@@ -43,83 +40,6 @@ SCHEDULE_PRESETS = (
     "@yearly",
 )
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class FeatureSpec(StrictModel):
-    """Which feature version this pipeline builds and which columns are special."""
-
-    tag: Tag
-    primary_keys: list[Name] = Field(min_length=1)
-    labels: list[Name] = []
-    drop_columns: list[Name] = []
-
-
-class ModelSpec(StrictModel):
-    """Which model is trained and used; ``date`` is same | latest | YYYY-MM-DD."""
-
-    tag: Tag
-    name: str = "dnn_binary_classifier"
-    date: str = "same"
-    params: dict[str, Any] = {}
-
-    @field_validator("date")
-    @classmethod
-    def _check_date(cls, value: str) -> str:
-        if value in ("same", "latest"):
-            return value
-        if _DATE.match(value):
-            date.fromisoformat(value)
-            return value
-        raise ValueError("expected 'same', 'latest' or a date YYYY-MM-DD")
-
-
-class BucketSpec(StrictModel):
-    """A group of features that share one numeric vector and one embedding id space.
-
-    :param features: the raw columns in this bucket.
-    :param encode: False passes numeric values through untouched (nulls become 0).
-    :param method: how the bucket's numeric vector is normalised.
-    :param params: the method's parameters: minmax ``min``/``max`` (the output
-        range, default 0 and 1), zscore ``with_mean``/``with_std`` (default
-        true), pnorm ``p`` (default 2).
-    :param min_count: a category seen fewer times is left out of the vocabulary.
-    :param max_size: keep at most this many categories (the most frequent).
-    """
-
-    features: list[Name] = Field(min_length=1)
-    encode: bool = True
-    method: Literal["minmax", "zscore", "pnorm"] = "minmax"
-    params: dict[str, float | int | bool] = {}
-    min_count: int = Field(default=1, ge=1)
-    max_size: int | None = Field(default=None, ge=1)
-
-    @model_validator(mode="after")
-    def _check_params(self) -> BucketSpec:
-        allowed = BUCKET_PARAMS[self.method]
-        unknown = sorted(set(self.params) - set(allowed))
-        if unknown:
-            raise ValueError(
-                f"params {unknown} do not apply to method {self.method!r}; "
-                f"allowed: {', '.join(allowed)}"
-            )
-        low, high = self.params.get("min", 0.0), self.params.get("max", 1.0)
-        if self.method == "minmax" and not float(low) < float(high):
-            raise ValueError(f"params.min ({low}) must be below params.max ({high})")
-        if self.method == "pnorm" and float(self.params.get("p", 2)) < 1:
-            raise ValueError(f"params.p must be at least 1, got {self.params['p']}")
-        return self
-
-
-BUCKET_PARAMS: dict[str, tuple[str, ...]] = {
-    "minmax": ("min", "max"),
-    "zscore": ("with_mean", "with_std"),
-    "pnorm": ("p",),
-}
 
 
 class SparkSpec(StrictModel):

@@ -1,0 +1,343 @@
+"""The artifact contract: which partitions a stage reads, writes and reuses for a run.
+
+One place answers it for everyone: the stage kinds take their needs/produces
+tags from :func:`job_tags`, the factory declares outlets from
+:func:`stage_roles`, validation refuses what :func:`model_date_conflicts`
+finds, and the bookkeeping, ``report`` and the jobs all call
+:func:`stage_io` for the exact partitions of a run.
+
+Roles of a partition:
+
+- ``read``: made by another stage (or another pipeline); must be complete.
+- ``write``: committed by this stage for this run.
+- ``reuse``: an earlier model-dated partition used as it is (``model.date:
+  latest`` resolves it); never written, never announced as an asset event.
+- ``fit_or_reuse``: encode's fmap: reused when complete, else fitted and
+  written (``refit: true`` makes it a plain ``write``).
+
+Which model date a run uses is :func:`model_date` (the one rule): ``same`` is
+the run's date, a fixed date is that date, ``latest`` is the newest complete
+*blessed* model dated on or before the run's date; the fmap used with a model
+is always the one of the model's date.
+
+Pure Python (storage through pyarrow, imported lazily): importable at DAG
+parse time, in Airflow workers, on Spark executors and in containers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from dlflow_airflow.contract.jobconf import JobConfig
+
+RAW_FEATURE = "RAW_FEATURE"
+ENCODED_FEATURE = "ENCODED_FEATURE"
+TFRECORD_FEATURE = "TFRECORD_FEATURE"
+FMAP = "FMAP"
+TRAINED_MODEL = "TRAINED_MODEL"
+EVALUATE_RESULT = "EVALUATE_RESULT"
+PREDICT_RESULT = "PREDICT_RESULT"
+DEMO_UPSTREAM = "DEMO_UPSTREAM"
+UPSTREAM_READY = "UPSTREAM_READY"
+
+DEMO_TABLES = ("seed", "user_profile", "user_behaviour")
+"""The upstream tables the demo_data job writes under ``<ws>/upstream/<table>/dt=<date>``."""
+
+
+class ContractError(ValueError):
+    """A stage's tags and the run's ``model.date`` cannot be honoured together."""
+
+
+class Role(StrEnum):
+    READ = "read"
+    WRITE = "write"
+    REUSE = "reuse"
+    FIT_OR_REUSE = "fit_or_reuse"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """What a tag is on storage.
+
+    :param folder: the layout's artifact folder (``raw``, ``femodel``...).
+    :param owner: whose tag names the partition: ``feature`` or ``model``.
+    :param model_dated: dated by the model date (fmap, model), not the run's date.
+    :param tabular: Parquet rows worth counting in asset events.
+    :param reusable: a producer reuses a complete partition instead of rewriting it.
+    """
+
+    folder: str
+    owner: Literal["feature", "model"]
+    model_dated: bool = False
+    tabular: bool = False
+    reusable: bool = False
+
+
+ARTIFACTS: dict[str, Artifact] = {
+    RAW_FEATURE: Artifact("raw", "feature", tabular=True),
+    ENCODED_FEATURE: Artifact("encoded", "feature", tabular=True),
+    TFRECORD_FEATURE: Artifact("tfrecord", "feature"),
+    FMAP: Artifact("femodel", "feature", model_dated=True, reusable=True),
+    TRAINED_MODEL: Artifact("model", "model", model_dated=True),
+    EVALUATE_RESULT: Artifact("evaluate", "model"),
+    PREDICT_RESULT: Artifact("predict", "model", tabular=True),
+}
+"""Built-in tags with a partitioned artifact; other tags (user kinds', DEMO_UPSTREAM) have none."""
+
+
+@dataclass(frozen=True)
+class JobTags:
+    needs: tuple[str, ...] = ()
+    produces: tuple[str, ...] = ()
+
+
+JOBS: dict[str, JobTags] = {
+    "demo_data": JobTags(produces=(DEMO_UPSTREAM,)),
+    "merge": JobTags(produces=(RAW_FEATURE,)),
+    "encode": JobTags((RAW_FEATURE,), (ENCODED_FEATURE, FMAP)),
+    "train": JobTags((ENCODED_FEATURE, FMAP), (TRAINED_MODEL,)),
+    "evaluate": JobTags((ENCODED_FEATURE, FMAP, TRAINED_MODEL), (EVALUATE_RESULT,)),
+    "predict": JobTags((ENCODED_FEATURE, FMAP, TRAINED_MODEL), (PREDICT_RESULT,)),
+    "wait_upstream": JobTags(produces=(UPSTREAM_READY,)),
+}
+"""Each built-in job's own tags, before its options add any (see :func:`job_tags`)."""
+
+
+def job_tags(job: str, options: Any = None) -> JobTags:
+    """A built-in job's needs and produces for its options.
+
+    ``encode`` with ``tfrecord: true`` also produces TFRECORD_FEATURE; a TF job
+    with ``input: tfrecord`` also needs it.
+    """
+    tags = JOBS[job]
+    if job == "encode" and getattr(options, "tfrecord", False):
+        return JobTags(tags.needs, (*tags.produces, TFRECORD_FEATURE))
+    if job in ("train", "evaluate") and getattr(options, "input", None) == "tfrecord":
+        return JobTags((*tags.needs, TFRECORD_FEATURE), tags.produces)
+    return tags
+
+
+# ------------------------------------------------------------------ roles (parse time)
+
+
+@dataclass(frozen=True)
+class TagRole:
+    tag: str
+    artifact: Artifact
+    role: Role
+
+
+def _refits(options: Any) -> bool:
+    return bool(getattr(options, "refit", False))
+
+
+def model_date_conflicts(produces: Iterable[str], mode: str, options: Any = None) -> list[str]:
+    """Produced tags that must be written for a model date, which ``latest`` cannot name."""
+    if mode != "latest":
+        return []
+    return [
+        tag
+        for tag in produces
+        if tag in ARTIFACTS
+        and ARTIFACTS[tag].model_dated
+        and (not ARTIFACTS[tag].reusable or _refits(options))
+    ]
+
+
+def stage_roles(
+    needs: Iterable[str], produces: Iterable[str], mode: str, options: Any = None
+) -> tuple[TagRole, ...]:
+    """Each built-in artifact tag of a stage with its role, knowable without storage.
+
+    :param mode: ``model.date``: ``same``, ``latest`` or a date.
+    :raises ContractError: the stage must write a model-dated artifact under ``latest``.
+    """
+    produces = tuple(produces)
+    conflicts = model_date_conflicts(produces, mode, options)
+    if conflicts:
+        raise ContractError(latest_conflict_message(conflicts))
+    roles: list[TagRole] = []
+    for tag in produces:
+        artifact = ARTIFACTS.get(tag)
+        if artifact is None:
+            continue
+        if not artifact.model_dated or (artifact.reusable and _refits(options)):
+            role = Role.WRITE
+        elif mode == "latest":
+            role = Role.REUSE
+        else:
+            role = Role.FIT_OR_REUSE if artifact.reusable else Role.WRITE
+        roles.append(TagRole(tag, artifact, role))
+    for tag in dict.fromkeys(needs):
+        if tag in ARTIFACTS and tag not in produces:
+            roles.append(TagRole(tag, ARTIFACTS[tag], Role.READ))
+    return tuple(roles)
+
+
+def latest_conflict_message(tags: Iterable[str]) -> str:
+    return (
+        f"model.date 'latest' names an existing model, but this stage writes "
+        f"{', '.join(tags)} for a model date; set model.date to 'same' (the run's date) "
+        "or a date YYYY-MM-DD, or use 'latest' in a pipeline that only scores"
+    )
+
+
+# ------------------------------------------------------------------ partitions (run time)
+
+
+@dataclass(frozen=True)
+class Partition:
+    """One partition a stage touches for its run."""
+
+    tag: str
+    folder: str
+    owner_tag: str  # the feature or model tag naming it
+    date: str
+    uri: str
+    role: Role
+    tabular: bool = False
+
+
+@dataclass(frozen=True)
+class StageIO:
+    """Every partition of one stage for one run.
+
+    :param known: False when the contract cannot list every input (user kinds,
+        SQL seeds, dated dependencies, steps): such a stage always runs.
+    :param extra_inputs: upstream paths read beside the partitions (merge's seed, sources).
+    """
+
+    partitions: tuple[Partition, ...] = ()
+    known: bool = True
+    extra_inputs: tuple[str, ...] = ()
+
+    def by_role(self, *roles: Role) -> tuple[Partition, ...]:
+        return tuple(p for p in self.partitions if p.role in roles)
+
+    @property
+    def writes(self) -> tuple[Partition, ...]:
+        return self.by_role(Role.WRITE)
+
+    def get(self, tag: str) -> Partition:
+        """The partition of ``tag`` (KeyError naming the stage's tags if it has none)."""
+        for partition in self.partitions:
+            if partition.tag == tag:
+                return partition
+        raise KeyError(f"no partition for {tag}; this stage has {[p.tag for p in self.partitions]}")
+
+    def has(self, tag: str) -> bool:
+        return any(p.tag == tag for p in self.partitions)
+
+
+def model_date(config: JobConfig) -> str:
+    """The model date of a run: the one rule for every stage (see the module docstring).
+
+    :raises ModelNotFoundError: ``latest`` finds no complete blessed model (the
+        message names the folder and the unblessed dates).
+    """
+    mode = config.model.date
+    if mode == "same":
+        return config.date
+    if mode != "latest":
+        return mode
+    from dlflow_airflow.contract.model_resolution import resolve_model_partition
+
+    resolved = resolve_model_partition(
+        config.layout, config.model.tag, "latest", config.date, blessed_only=True
+    )
+    return resolved.date
+
+
+def stage_io(config: JobConfig, *, resolved_model_date: str | None = None) -> StageIO:
+    """The partitions the stage of ``config`` reads, writes and reuses for its run.
+
+    :param resolved_model_date: skip :func:`model_date` (already resolved by the caller).
+    :raises ContractError: see :func:`stage_roles`.
+    :raises ModelNotFoundError: ``latest`` with no blessed model, when a
+        model-dated partition is involved.
+    """
+    stage = config.stage
+    if stage.job is None or stage.job not in JOBS:
+        return StageIO(known=False)
+    roles = stage_roles(stage.needs, stage.produces, config.model.date, config.options)
+    model_day = resolved_model_date
+    if model_day is None and any(r.artifact.model_dated for r in roles):
+        model_day = model_date(config)
+    owners = {"feature": config.feature.tag, "model": config.model.tag}
+    partitions: list[Partition] = []
+    if DEMO_UPSTREAM in stage.produces:
+        partitions.extend(
+            Partition(
+                DEMO_UPSTREAM,
+                "upstream",
+                table,
+                config.date,
+                config.layout.upstream(table, config.date),
+                Role.WRITE,
+                True,
+            )
+            for table in DEMO_TABLES
+        )
+    for r in roles:
+        owner_tag = owners[r.artifact.owner]
+        day = model_day if r.artifact.model_dated else config.date
+        assert day is not None
+        uri = config.layout.partition(r.artifact.folder, owner_tag, day)
+        partitions.append(
+            Partition(r.tag, r.artifact.folder, owner_tag, day, uri, r.role, r.artifact.tabular)
+        )
+    known, extra = True, ()
+    if stage.job == "merge":
+        known, extra = _merge_inputs(config)
+    return StageIO(tuple(partitions), known, extra)
+
+
+def _merge_inputs(config: JobConfig) -> tuple[bool, tuple[str, ...]]:
+    """Merge's seed and source paths; unknown with SQL seeds, dependencies or steps."""
+    from dlflow_airflow.contract.dependencies import DependencyError, base_values, render
+
+    options = config.options
+    if options.dependencies or options.steps or options.seed.path is None:
+        return False, ()
+    values = base_values(config.workspace, config.date)
+    try:
+        paths = [render(t.path, values) for t in (options.seed, *options.sources)]
+    except DependencyError:
+        return False, ()
+    return True, tuple(paths)
+
+
+@dataclass(frozen=True)
+class StageRef:
+    """Which stage a job document belongs to: its name, built-in job and tags."""
+
+    name: str
+    job: str | None
+    needs: tuple[str, ...] = ()
+    produces: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "job": self.job,
+            "needs": list(self.needs),
+            "produces": list(self.produces),
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> StageRef:
+        return cls(
+            name=str(doc["name"]),
+            job=doc.get("job"),
+            needs=tuple(doc.get("needs", ())),
+            produces=tuple(doc.get("produces", ())),
+        )
+
+
+def asset_name(folder: str, owner_tag: str) -> str:
+    """The Airflow Asset name of one artifact root, e.g. ``dlflow.model.dnn_v1``."""
+    return f"dlflow.{folder}.{owner_tag}"

@@ -1,0 +1,122 @@
+"""The contract between an operator and the job it launches.
+
+An operator renders one JSON document (the *job config*) plus the run's date
+into the job's argument list::
+
+    <program> --date 2026-01-01 --job '{"workspace": ..., "feature": ..., "stage": ...}'
+
+``spark_jobs`` and ``tf_jobs`` parse it with :func:`JobConfig.from_argv`
+into the same typed models the YAML was validated with (feature, model,
+buckets, and the stage's own options), so no job reads a dict with a default
+of its own. Pure Python, importable on Spark executors and in containers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from dlflow_airflow.contract.artifacts import JOBS, StageRef, job_tags
+from dlflow_airflow.contract.layout import Layout, check_date
+from dlflow_airflow.contract.options import JOB_OPTIONS
+from dlflow_airflow.contract.schema import BucketSpec, FeatureSpec, ModelSpec
+
+RESULT_PREFIX = "DLFLOW_RESULT "
+
+
+class UserOptions(BaseModel):
+    """The options of a user stage kind, kept as given (the kind validated them)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything one stage's job needs to know.
+
+    :param stage: the stage this document belongs to (name, built-in job, tags).
+    :param options: the stage's options, as the job's own options model.
+    """
+
+    date: str
+    workspace: str
+    feature: FeatureSpec
+    model: ModelSpec
+    stage: StageRef
+    buckets: dict[str, BucketSpec] = field(default_factory=dict)
+    options: Any = field(default_factory=UserOptions)
+
+    @property
+    def layout(self) -> Layout:
+        return Layout(self.workspace)
+
+    def body(self) -> dict[str, Any]:
+        """The JSON document (without the date) an operator passes as ``--job``."""
+        return {
+            "workspace": self.workspace,
+            "feature": self.feature.model_dump(mode="json"),
+            "model": self.model.model_dump(mode="json"),
+            "buckets": {k: v.model_dump(mode="json") for k, v in self.buckets.items()},
+            "options": self.options.model_dump(mode="json"),
+            "stage": self.stage.to_json(),
+        }
+
+    @classmethod
+    def from_body(cls, date: str, body: dict[str, Any], *, job: str | None = None) -> JobConfig:
+        """Parse a job document.
+
+        :param job: the built-in job reading it; names the options model, and
+            the stage when the document has no ``stage`` (a job run by hand).
+        """
+        stage_doc = body.get("stage")
+        job = job or (stage_doc or {}).get("job")
+        options_model = JOB_OPTIONS.get(job or "", UserOptions)
+        options = options_model.model_validate(body.get("options", {}))
+        if stage_doc is None:
+            if job not in JOBS:
+                raise ValueError("the job document has no 'stage' and names no built-in job")
+            tags = job_tags(job, options)
+            stage = StageRef(job, job, tags.needs, tags.produces)
+        else:
+            stage = StageRef.from_json(stage_doc)
+        return cls(
+            date=check_date(date),
+            workspace=body["workspace"],
+            feature=FeatureSpec.model_validate(body["feature"]),
+            model=ModelSpec.model_validate(body["model"]),
+            stage=stage,
+            buckets={
+                name: BucketSpec.model_validate(doc)
+                for name, doc in (body.get("buckets") or {}).items()
+            },
+            options=options,
+        )
+
+    @classmethod
+    def from_argv(cls, argv: Sequence[str] | None = None, *, job: str | None = None) -> JobConfig:
+        parser = argparse.ArgumentParser(description="a dlflow-airflow stage job")
+        parser.add_argument("--date", required=True, help="the partition date, YYYY-MM-DD")
+        parser.add_argument("--job", required=True, help="the job config (JSON)")
+        args = parser.parse_args(argv)
+        return cls.from_body(args.date, json.loads(args.job), job=job)
+
+
+def job_argv(date: str, body: dict[str, Any]) -> list[str]:
+    """The one function that builds a job's arguments (date may be a template)."""
+    return ["--date", date, "--job", json.dumps(body, sort_keys=True)]
+
+
+def emit_result(result: dict[str, Any]) -> None:
+    """Print the job's result on one line; the operator returns it as XCom."""
+    print(RESULT_PREFIX + json.dumps(result, sort_keys=True), flush=True)
+
+
+def parse_result(line: str) -> dict[str, Any] | None:
+    if line.startswith(RESULT_PREFIX):
+        return json.loads(line[len(RESULT_PREFIX) :])
+    return None

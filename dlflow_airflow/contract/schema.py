@@ -1,0 +1,102 @@
+"""The pipeline-wide models shared by the YAML spec and the jobs: feature, model, buckets.
+
+One strict base, one name pattern, one definition of each block: the spec
+validates the YAML with them and :class:`~dlflow_airflow.contract.jobconf.JobConfig`
+parses the job document back into them.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from dlflow_airflow.contract.layout import check_date
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+Tag = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
+
+MODEL_DATE_MODES = ("same", "latest")
+"""``model.date`` is one of these or a date YYYY-MM-DD."""
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors; a validated value never changes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeatureSpec(StrictModel):
+    """Which feature version this pipeline builds and which columns are special."""
+
+    tag: Tag
+    primary_keys: list[Name] = Field(min_length=1)
+    labels: list[Name] = []
+    drop_columns: list[Name] = []
+
+
+class ModelSpec(StrictModel):
+    """Which model is trained and used; ``date`` is same | latest | YYYY-MM-DD."""
+
+    tag: Tag
+    name: str = "dnn_binary_classifier"
+    date: str = "same"
+    params: dict[str, Any] = {}
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _check_date(cls, value: Any) -> Any:
+        if isinstance(value, date):  # an unquoted YAML date
+            value = value.isoformat()
+        if value in MODEL_DATE_MODES:
+            return value
+        try:
+            return check_date(value)
+        except ValueError:
+            raise ValueError("expected 'same', 'latest' or a date YYYY-MM-DD") from None
+
+
+class BucketSpec(StrictModel):
+    """A group of features that share one numeric vector and one embedding id space.
+
+    :param features: the raw columns in this bucket.
+    :param encode: False passes numeric values through untouched (nulls become 0).
+    :param method: how the bucket's numeric vector is normalised.
+    :param params: the method's parameters: minmax ``min``/``max`` (the output
+        range, default 0 and 1), zscore ``with_mean``/``with_std`` (default
+        true), pnorm ``p`` (default 2).
+    :param min_count: a category seen fewer times is left out of the vocabulary.
+    :param max_size: keep at most this many categories (the most frequent).
+    """
+
+    features: list[Name] = Field(min_length=1)
+    encode: bool = True
+    method: Literal["minmax", "zscore", "pnorm"] = "minmax"
+    params: dict[str, float | int | bool] = {}
+    min_count: int = Field(default=1, ge=1)
+    max_size: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _check_params(self) -> BucketSpec:
+        allowed = BUCKET_PARAMS[self.method]
+        unknown = sorted(set(self.params) - set(allowed))
+        if unknown:
+            raise ValueError(
+                f"params {unknown} do not apply to method {self.method!r}; "
+                f"allowed: {', '.join(allowed)}"
+            )
+        low, high = self.params.get("min", 0.0), self.params.get("max", 1.0)
+        if self.method == "minmax" and not float(low) < float(high):
+            raise ValueError(f"params.min ({low}) must be below params.max ({high})")
+        if self.method == "pnorm" and float(self.params.get("p", 2)) < 1:
+            raise ValueError(f"params.p must be at least 1, got {self.params['p']}")
+        return self
+
+
+BUCKET_PARAMS: dict[str, tuple[str, ...]] = {
+    "minmax": ("min", "max"),
+    "zscore": ("with_mean", "with_std"),
+    "pnorm": ("p",),
+}

@@ -1,0 +1,93 @@
+"""What a run left in the workspace: every stage's partitions, metrics, predictions.
+
+The partitions come from the artifact contract (the same call the
+bookkeeping and the jobs make), so a reused fmap or model is reported as
+``reused <date>``, never as missing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.artifacts import Role, stage_io
+from dlflow_airflow.contract.model_resolution import ModelNotFoundError
+from dlflow_airflow.operators.fingerprints import written_by
+from dlflow_airflow.pipeline.build import Pipeline
+
+SHOWN_ROLES = (Role.WRITE, Role.FIT_OR_REUSE, Role.REUSE)
+
+
+@dataclass(frozen=True)
+class PartitionState:
+    """One line of the report.
+
+    :param status: ``ok`` (written for the date), ``reused`` (an earlier
+        partition used as it is), ``missing``, or ``unresolved`` (no model for
+        ``model.date: latest``; ``detail`` says why).
+    """
+
+    stage: str
+    artifact: str
+    uri: str
+    status: str
+    date: str = ""
+    detail: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return self.status in ("ok", "reused")
+
+    def render(self) -> str:
+        label = {
+            "ok": "ok",
+            "reused": f"reused {self.date}",
+            "missing": "MISSING",
+            "unresolved": "MISSING",
+        }[self.status]
+        where = self.detail if self.status == "unresolved" else self.uri
+        return f"  {label:<17} {self.stage:<10} {self.artifact:<9} {where}"
+
+
+def stage_partitions(pipeline: Pipeline, date: str) -> list[PartitionState]:
+    """Every built-in stage's written and reused partitions for ``date``, in task order."""
+    out: list[PartitionState] = []
+    for name in pipeline.order:
+        config = pipeline.stages[name].context(pipeline.spec).job_config(date)
+        try:
+            io = stage_io(config)
+        except ModelNotFoundError as exc:
+            out.append(PartitionState(name, "model", "", "unresolved", detail=str(exc)))
+            continue
+        for p in io.by_role(*SHOWN_ROLES):
+            if not storage.is_complete(p.uri):
+                status = "missing"
+            elif p.role == Role.WRITE or p.date == date or written_by(p, date):
+                status = "ok"
+            else:
+                status = "reused"
+            out.append(PartitionState(name, p.folder, p.uri, status, p.date))
+    return out
+
+
+def read_metrics(pipeline: Pipeline, date: str) -> dict | None:
+    from dlflow_airflow.contract.layout import Layout
+
+    uri = f"{Layout(pipeline.spec.workspace).evaluate(pipeline.spec.model.tag, date)}/metrics.json"
+    return json.loads(storage.read_text(uri)) if storage.exists(uri) else None
+
+
+def render(pipeline: Pipeline, date: str) -> tuple[str, bool]:
+    """A text report and whether every stage's partitions are there (written or reused)."""
+    parts = stage_partitions(pipeline, date)
+    lines = [f"Pipeline {pipeline.spec.dag_id}, partition {date}:"]
+    lines.extend(p.render() for p in parts)
+    metrics = read_metrics(pipeline, date)
+    if metrics:
+        shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        lines.append("Evaluation metrics: " + json.dumps(shown, sort_keys=True))
+    predict = [p for p in parts if p.artifact == "predict"]
+    if predict:
+        lines.append(f"Predictions (Parquet): {predict[0].uri}")
+    return "\n".join(lines), all(p.complete for p in parts)

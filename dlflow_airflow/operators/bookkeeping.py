@@ -1,0 +1,175 @@
+"""Run bookkeeping by composition: one mixin wraps ``execute()`` of every stage operator.
+
+Each concrete operator is one line joining this mixin with the operator that
+knows *where* the job runs (cosmos's matrix)::
+
+    class DlflowTfPodOperator(StageBookkeeping, KubernetesPodOperator): ...
+
+Around the backend's ``execute`` the mixin honours the run's Params
+(``stages``: run only these; ``force``: recompute), skips a stage whose
+outputs are complete and whose fingerprint is unchanged, and after success
+records the fingerprint and fills the asset events' ``extra`` — all from the
+artifact contract, for every backend alike. The factory binds user kinds'
+operators the same way (:func:`bind_stage`).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.artifacts import Partition, Role, StageIO, asset_name, stage_io
+from dlflow_airflow.contract.jobconf import JobConfig
+from dlflow_airflow.operators import fingerprints
+from dlflow_airflow.operators.fingerprints import Decision
+
+STAGE_DATE_FIELD = "stage_date"
+
+
+class StageBookkeeping:
+    """Mixin for an Airflow operator that runs one pipeline stage.
+
+    :param stage_body: the stage's job document without the date (see
+        :mod:`dlflow_airflow.contract.jobconf`); None disables everything but
+        ``params.stages``.
+    :param stage_date: the partition date, a template (``{{ ds }}``).
+    """
+
+    template_fields: Any = (STAGE_DATE_FIELD,)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        fields = tuple(getattr(cls, "template_fields", ()))
+        if STAGE_DATE_FIELD not in fields:
+            cls.template_fields = (*fields, STAGE_DATE_FIELD)
+
+    def __init__(
+        self,
+        *args: Any,
+        stage_body: dict[str, Any] | None = None,
+        stage_date: str = "{{ ds }}",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.stage_body = stage_body
+        self.stage_date = stage_date
+
+    def execute(self, context: Any) -> Any:
+        run = StageRun.begin(self, context)
+        result = super().execute(context)  # type: ignore[misc]
+        run.finish(context)
+        return result
+
+
+@cache
+def bookkept(operator_class: type) -> type:
+    """``operator_class`` with :class:`StageBookkeeping` in front (same name, for the UI)."""
+    if issubclass(operator_class, StageBookkeeping):
+        return operator_class
+    return type(operator_class.__name__, (StageBookkeeping, operator_class), {})
+
+
+def bind_stage(task: Any, stage_body: dict[str, Any], stage_date: str = "{{ ds }}") -> Any:
+    """Give any operator (a user kind's) the bookkeeping of a stage, in place."""
+    if not isinstance(task, StageBookkeeping):
+        task.__class__ = bookkept(type(task))
+        task.stage_date = stage_date
+    if getattr(task, "stage_body", None) is None:
+        task.stage_body = stage_body
+    return task
+
+
+class StageRun:
+    """One stage's run: begun before the backend's ``execute``, finished after it."""
+
+    def __init__(self, config: JobConfig | None, io: StageIO, decision: Decision | None):
+        self.config = config
+        self.io = io
+        self.decision = decision
+        self._absent_at_start = frozenset(
+            p.uri for p in io.by_role(Role.FIT_OR_REUSE) if not storage.is_complete(p.uri)
+        )
+
+    @classmethod
+    def begin(cls, operator: Any, context: Any) -> StageRun:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        params = context.get("params") or {}
+        _check_selected(operator, params)
+        body = getattr(operator, "stage_body", None)
+        if body is None:
+            return cls(None, StageIO(known=False), None)
+        config = JobConfig.from_body(operator.stage_date, body)
+        io = stage_io(config)
+        decision = fingerprints.decide(config, io, force=bool(params.get("force")))
+        if decision.skip:
+            message = f"dlflow: skipping {operator.task_id} for {config.date}: {decision.reason}"
+            operator.log.info(message)
+            raise AirflowSkipException(message)
+        operator.log.info(
+            "dlflow: running %s for %s: %s", operator.task_id, config.date, decision.reason
+        )
+        return cls(config, io, decision)
+
+    def written(self) -> tuple[Partition, ...]:
+        """What the run wrote: its ``write`` partitions and any fmap it had to fit."""
+        fitted = tuple(
+            p
+            for p in self.io.by_role(Role.FIT_OR_REUSE)
+            if p.uri in self._absent_at_start and storage.is_complete(p.uri)
+        )
+        return (*self.io.writes, *fitted)
+
+    def finish(self, context: Any) -> None:
+        if self.config is None or not self.io.known:
+            return
+        written = self.written()
+        run_id = str(getattr(context.get("dag_run"), "run_id", "") or "")
+        value = self.decision.fingerprint if self.decision else None
+        if value is None or self._absent_at_start:
+            # Inputs missing at the start, or an fmap fitted by this run: hash them now.
+            value = fingerprints.fingerprint(self.config, self.io)
+        if value is not None:
+            fingerprints.record(self.config, written, value, run_id)
+        _asset_events(context, self.config, written)
+
+
+def _check_selected(operator: Any, params: Any) -> None:
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    selected = [s for s in (params.get("stages") or []) if s]
+    dag = getattr(operator, "dag", None)
+    unknown = sorted(set(selected) - set(dag.task_ids)) if dag is not None else []
+    if unknown:
+        raise ValueError(
+            f"params.stages names no stage {unknown}; stages: {', '.join(dag.task_ids)}"
+        )
+    if selected and operator.task_id not in selected:
+        message = f"dlflow: skipping {operator.task_id}: not in params.stages {selected}"
+        operator.log.info(message)
+        raise AirflowSkipException(message)
+
+
+def _asset_events(context: Any, config: JobConfig, written: tuple[Partition, ...]) -> None:
+    """Fill the ``extra`` of the outlet asset events of what the run wrote (never reused)."""
+    events = context.get("outlet_events")
+    task = context.get("task")
+    if events is None or task is None:
+        return
+    outlets = {getattr(a, "name", None): a for a in task.outlets or ()}
+    for out in written:
+        name = asset_name(out.folder, out.owner_tag)
+        extra: dict[str, Any] = {"date": config.date, "partition": out.uri}
+        if out.folder in ("femodel", "model"):
+            extra["model_date"] = out.date
+        if out.tabular:
+            extra["rows"] = fingerprints.count_rows(out.uri)
+        if name in outlets:
+            events[outlets[name]].extra.update(extra)
+        elif f"{name}.written" in outlets:  # an fmap fitted by this run (see pipeline.assets)
+            from airflow.sdk import Asset
+
+            root = out.uri.rsplit("/dt=", 1)[0]
+            asset = Asset(name=name, uri=root, group="dlflow")
+            events[outlets[f"{name}.written"]].add(asset, extra=extra)

@@ -1,0 +1,173 @@
+"""A job as local subprocesses of the Airflow worker, output streamed to the task log."""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from dlflow_airflow.contract.jobconf import parse_result
+from dlflow_airflow.runners.base import JobFailedError
+
+_TAIL_LINES = 30
+_KILL_GRACE_SECONDS = 10
+_POLL_SECONDS = 0.2
+
+
+class LocalProcess:
+    """``python -m <module> <args>`` with this interpreter, output streamed to the log.
+
+    With ``workers > 1`` it starts that many processes, each with a
+    ``TF_CONFIG`` naming the whole local cluster and its own index, for
+    ``MultiWorkerMirroredStrategy``; worker 0 is the chief and its result is
+    the job's. Every child gets its own process group so :meth:`kill` stops
+    it and anything it started.
+    """
+
+    def __init__(self) -> None:
+        self._processes: list[subprocess.Popen[str]] = []
+        self._lock = threading.Lock()
+
+    def command(self, module: str, args: list[str]) -> list[str]:
+        return [sys.executable, "-u", "-m", module, *args]
+
+    def run(
+        self,
+        module: str,
+        args: list[str],
+        *,
+        env: Mapping[str, str],
+        log: logging.Logger,
+        workers: int = 1,
+    ) -> dict[str, Any] | None:
+        cmd = self.command(module, args)
+        log.info("Running %s ... with %d worker(s)", " ".join(cmd[:4]), workers)
+        configs = tf_configs(workers) if workers > 1 else [None]
+        tails: list[collections.deque[str]] = [
+            collections.deque(maxlen=_TAIL_LINES) for _ in configs
+        ]
+        results: list[dict[str, Any] | None] = [None for _ in configs]
+        pumps: list[threading.Thread] = []
+        with self._lock:
+            for index, config in enumerate(configs):
+                child_env = {**os.environ, **env}
+                if config is not None:
+                    child_env["TF_CONFIG"] = config
+                process = subprocess.Popen(
+                    cmd,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    bufsize=1,
+                    env=child_env,
+                    start_new_session=True,
+                )
+                self._processes.append(process)
+                prefix = f"[worker {index}] " if workers > 1 else ""
+                pump = threading.Thread(
+                    target=_pump,
+                    args=(process, prefix, log, tails[index], results, index),
+                    daemon=True,
+                )
+                pump.start()
+                pumps.append(pump)
+        try:
+            failed = self._wait_all()
+        finally:
+            for pump in pumps:
+                pump.join()
+            with self._lock:
+                codes = [p.returncode for p in self._processes]
+                self._processes = []
+        if failed is not None:
+            index, code = failed
+            who = f"{module} (worker {index})" if workers > 1 else module
+            raise JobFailedError(
+                f"{who} exited with code {code}; last lines:\n" + "\n".join(tails[index])
+            )
+        if any(code != 0 for code in codes):  # killed from outside
+            raise JobFailedError(f"{module} was stopped (exit codes {codes})")
+        return results[0]
+
+    def _wait_all(self) -> tuple[int, int] | None:
+        """Wait for every process; on the first failure stop the others (they would hang)."""
+        while True:
+            with self._lock:
+                processes = list(self._processes)
+            codes = [p.poll() for p in processes]
+            for index, code in enumerate(codes):
+                if code not in (None, 0):
+                    self.kill()
+                    return index, code
+            if all(code == 0 for code in codes):
+                return None
+            time.sleep(_POLL_SECONDS)
+
+    def kill(self) -> None:
+        with self._lock:
+            processes = list(self._processes)
+        for process in processes:
+            _stop(process)
+
+
+def _pump(
+    process: subprocess.Popen[str],
+    prefix: str,
+    log: logging.Logger,
+    tail: collections.deque[str],
+    results: list[dict[str, Any] | None],
+    index: int,
+) -> None:
+    assert process.stdout is not None
+    for raw in process.stdout:
+        line = raw.rstrip("\n")
+        tail.append(line)
+        log.info("%s%s", prefix, line)
+        parsed = parse_result(line)
+        if parsed is not None:
+            results[index] = parsed
+    process.wait()
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=_KILL_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def tf_configs(workers: int) -> list[str]:
+    """One ``TF_CONFIG`` per worker of a local cluster on free loopback ports."""
+    ports = _free_ports(workers)
+    cluster = {"worker": [f"localhost:{port}" for port in ports]}
+    return [
+        json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
+        for i in range(workers)
+    ]
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("localhost", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()

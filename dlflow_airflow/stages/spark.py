@@ -1,0 +1,71 @@
+"""Built-in kinds that run a ``spark_jobs`` program through spark-submit."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel
+
+from dlflow_airflow.contract.artifacts import job_tags
+from dlflow_airflow.contract.options import (
+    DemoDataOptions,
+    EncodeOptions,
+    MergeOptions,
+    PredictOptions,
+)
+from dlflow_airflow.stages.base import StageContext, StageKind
+
+
+class SparkStage(StageKind):
+    """A ``spark_jobs`` program; its tags come from the artifact contract."""
+
+    job: ClassVar[str]
+
+    def needed_tags(self, options: BaseModel) -> tuple[str, ...]:
+        return job_tags(self.job, options).needs
+
+    def produced_tags(self, options: BaseModel) -> tuple[str, ...]:
+        return job_tags(self.job, options).produces
+
+    def build_operator(self, ctx: StageContext):
+        from dlflow_airflow.operators.spark import DlflowSparkSubmitOperator
+
+        spark = ctx.spec.spark
+        return DlflowSparkSubmitOperator(
+            job=self.job,
+            job_body=ctx.job_body(),
+            conn_id=spark.conn_id,
+            conf={k: str(v) for k, v in spark.conf.items()},
+            spark_python=spark.python,
+            # A user's model (``model.name: pkg.module:attr``) must reach the executors too.
+            ship_modules=[ctx.spec.model.name] if ":" in ctx.spec.model.name else [],
+            **ctx.task_kwargs(),
+        )
+
+
+class DemoDataStage(SparkStage):
+    """Generates the demo's upstream tables (seed + two feature sources) for the date."""
+
+    job = "demo_data"
+    Options = DemoDataOptions
+
+
+class MergeStage(SparkStage):
+    """Left-joins the seed table with every feature source on the primary keys."""
+
+    job = "merge"
+    Options = MergeOptions
+
+
+class EncodeStage(SparkStage):
+    """Fits (or reuses) the fmap and writes the encoded table."""
+
+    job = "encode"
+    Options = EncodeOptions
+
+
+class PredictStage(SparkStage):
+    """Scores the encoded table with the run's model, one Arrow batch at a time."""
+
+    job = "predict"
+    Options = PredictOptions
