@@ -46,7 +46,7 @@ def lookup(
     if ":" in name:
         return _import_attr(name, what)
     known = sorted({*builtins, *group})
-    message = f"unknown {what} {name!r}; known: {', '.join(known)}"
+    message = f"unknown {what} {name!r}; known {what}s: {', '.join(known)}"
     close = difflib.get_close_matches(name, known, n=1)
     if close:
         message += f"; did you mean {close[0]!r}?"

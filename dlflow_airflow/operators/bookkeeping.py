@@ -36,13 +36,26 @@ class StageBookkeeping:
     :param stage_date: the partition date, a template (``{{ ds }}``).
     """
 
-    template_fields: Any = (STAGE_DATE_FIELD,)
-
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        fields = tuple(getattr(cls, "template_fields", ()))
+        # The backend operator's template fields (the mixin is first in the MRO).
+        fields = next(
+            (
+                tuple(k.__dict__["template_fields"])
+                for k in cls.__mro__
+                if "template_fields" in k.__dict__
+            ),
+            (),
+        )
         if STAGE_DATE_FIELD not in fields:
             cls.template_fields = (*fields, STAGE_DATE_FIELD)
+        if "__init__" not in cls.__dict__:
+            # Airflow's operator metaclass applies default_args to an __init__ the
+            # class defines itself; a one-line join class defines none, so give it one.
+            def __init__(self: Any, *args: Any, **kw: Any) -> None:
+                super(cls, self).__init__(*args, **kw)
+
+            cls.__init__ = __init__  # type: ignore[misc]
 
     def __init__(
         self,
@@ -139,7 +152,7 @@ def _check_selected(operator: Any, params: Any) -> None:
     from airflow.sdk.exceptions import AirflowSkipException
 
     selected = [s for s in (params.get("stages") or []) if s]
-    dag = getattr(operator, "dag", None)
+    dag = operator.dag if operator.has_dag() else None
     unknown = sorted(set(selected) - set(dag.task_ids)) if dag is not None else []
     if unknown:
         raise ValueError(

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-from functools import cache
-from importlib.metadata import entry_points
-from typing import Any
-
 from dlflow_airflow.contract.plugins import PluginLookupError, lookup
 from dlflow_airflow.pipeline.errors import Issue, UnknownStageKindError
 from dlflow_airflow.stages.base import StageKind
 from dlflow_airflow.stages.builtin import BUILTIN_KINDS
 
 ENTRY_POINT_GROUP = "dlflow_airflow.stages"
-
-
-@cache
-def _entry_point_kinds() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
-def known_kind_names() -> list[str]:
-    return sorted({*BUILTIN_KINDS, *_entry_point_kinds()})
 
 
 def resolve_kind(kind: str, *, source: str, path: str) -> type[StageKind]:

@@ -15,8 +15,10 @@ import importlib.util, json, sys
 spec = importlib.util.spec_from_file_location("dlflow_pipelines", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-import dlflow_airflow.devtools.cli, dlflow_airflow.pipeline.build, dlflow_airflow.devtools.report  # noqa: E401
-import dlflow_airflow.operators.bookkeeping, dlflow_airflow.pipeline.assets, dlflow_airflow.devtools.local_airflow  # noqa: E401
+import importlib, pkgutil, dlflow_airflow  # noqa: E401
+# Every module of the provider (contract, pipeline, stages, operators, runners...).
+for info in pkgutil.walk_packages(dlflow_airflow.__path__, "dlflow_airflow."):
+    importlib.import_module(info.name)
 heavy = sorted({m.split(".")[0] for m in sys.modules} & set(json.loads(sys.argv[2])))
 dags = sorted(k for k, v in vars(module).items() if type(v).__name__ == "DAG")
 print(json.dumps({"heavy": heavy, "dags": dags}))

@@ -43,7 +43,7 @@ def test_zip_holds_the_project_packages_as_source(tmp_path: Path) -> None:
         assert f"{package}/__init__.py" in names
     assert "spark_jobs/predict.py" in names
     assert "tf_jobs/batches.py" in names
-    assert "dlflow_airflow/shipping.py" in names
+    assert "dlflow_airflow/contract/artifacts.py" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 
 
@@ -61,7 +61,7 @@ def test_shipped_code_imports_from_the_zip_alone(tmp_path: Path) -> None:
         check=True,
         cwd=tmp_path,
     )
-    assert out.stdout.strip() == f"{code_zip}/dlflow_airflow/layout.py"
+    assert out.stdout.strip() == f"{code_zip}/dlflow_airflow/contract/layout.py"
 
 
 def test_same_content_reuses_the_zip_and_a_change_makes_a_new_one(

@@ -55,4 +55,5 @@ def test_result_line_becomes_the_xcom(monkeypatch):
     monkeypatch.setattr(
         DockerOperator, "execute", lambda self, context: 'DLFLOW_RESULT {"auc": 0.9}'
     )
+    task.stage_date = "2026-01-02"  # rendered by Airflow before execute
     assert task.execute({}) == {"auc": 0.9}

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from dlflow_airflow.runners import JobFailedError, get_runner, runner_names
-from dlflow_airflow.runners.local import LocalProcess, LocalRunner, tf_configs
+from dlflow_airflow.runners.local import LocalRunner
+from dlflow_airflow.runners.process import LocalProcess, tf_configs
 
 MODULE = "tests.dlflow_airflow.runners.sample_job"
 LOG = logging.getLogger("t")

@@ -88,7 +88,7 @@ BAD = [
     (
         lambda d: _set(d, "stages.trainer", {}),
         "stages.trainer.kind",
-        "unknown stage kind 'trainer'; known kinds: demo_data, encode",
+        "unknown stage kind 'trainer'; known stage kinds: demo_data, encode",
     ),
     (
         lambda d: _set(d, "stages.extra", {"kind": "no_such_module_x:Thing"}),

@@ -91,16 +91,16 @@ def test_user_stage_kind_must_subclass_stage_kind():
 def test_entry_point_stage_kind(monkeypatch):
     from importlib.metadata import EntryPoint
 
-    from dlflow_airflow import registry
+    from dlflow_airflow.contract import plugins
+    from dlflow_airflow.pipeline.kinds import ENTRY_POINT_GROUP
 
     ep = EntryPoint(
-        name="export",
-        value="tests.dlflow_airflow.user_stages:Export",
-        group=registry.ENTRY_POINT_GROUP,
+        name="export", value="tests.dlflow_airflow.user_stages:Export", group=ENTRY_POINT_GROUP
     )
-    monkeypatch.setattr(registry, "_entry_point_kinds", lambda: {"export": ep})
+    monkeypatch.setattr(
+        plugins, "entry_points", lambda group: [ep] if group == ENTRY_POINT_GROUP else []
+    )
     doc = base_pipeline()
     doc["stages"]["export"] = {"target": "x"}
     pipeline = Pipeline.from_data(doc, source="p.yaml")
     assert pipeline.stages["export"].kind_name == "export"
-    assert "export" in registry.known_kind_names()

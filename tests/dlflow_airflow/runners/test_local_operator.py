@@ -10,8 +10,7 @@ import pytest
 from dlflow_airflow.pipeline.build import Pipeline
 from dlflow_airflow.pipeline.factory import build_dag
 from dlflow_airflow.runners import RunnerUnavailableError, base, get_runner
-from dlflow_airflow.runners.local import DlflowTfJobOperator, build_tf_task
-from dlflow_airflow.stages import TrainOptions
+from dlflow_airflow.runners.local import DlflowTfJobOperator
 from tests.dlflow_airflow.pipelines import base_pipeline
 
 
@@ -65,4 +64,4 @@ def test_missing_provider_names_the_extra(monkeypatch):
 
 def test_unknown_job_is_refused():
     with pytest.raises(ValueError, match="unknown tf job 'predict'"):
-        build_tf_task("predict", {}, TrainOptions(), {"task_id": "p"})
+        DlflowTfJobOperator(task_id="p", job="predict", job_body={})
