@@ -27,6 +27,8 @@ from dlflow_airflow.contract.options import JOB_OPTIONS
 from dlflow_airflow.contract.schema import BucketSpec, FeatureSpec, ModelSpec
 
 RESULT_PREFIX = "DLFLOW_RESULT "
+# Where a container job also writes its result, for the provider's XCom mechanism.
+RESULT_FILE_ENV = "DLFLOW_RESULT_FILE"
 
 
 class UserOptions(BaseModel):

@@ -26,6 +26,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _graph(args: argparse.Namespace) -> int:
+    from dlflow_airflow.contract.artifacts import stage_roles
     from dlflow_airflow.pipeline.build import Pipeline
 
     try:
@@ -38,6 +39,17 @@ def _graph(args: argparse.Namespace) -> int:
             set(pipeline.stages[upstream].produces) & set(pipeline.stages[downstream].needs)
         )
         print(f"{upstream} -> {downstream}  [{', '.join(tags)}]")
+    print("partitions (from the artifact contract):")
+    mode = pipeline.spec.model.date
+    for name in pipeline.order:
+        stage = pipeline.stages[name]
+        roles = stage_roles(stage.needs, stage.produces, mode, stage.options)
+        shown = [
+            f"{r.role.value} {r.artifact.folder}"
+            + (" (model date)" if r.artifact.model_dated else "")
+            for r in roles
+        ]
+        print(f"  {name}: {'; '.join(shown) or 'no built-in artifact'}")
     return 0
 
 

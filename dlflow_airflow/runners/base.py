@@ -32,8 +32,6 @@ _RUNNERS: dict[str, tuple[str, str, str | None]] = {
 
 TF_JOBS = ("train", "evaluate")
 
-# Where a container job writes its result for the provider's XCom mechanism.
-RESULT_FILE_ENV = "DLFLOW_RESULT_FILE"
 
 
 class JobFailedError(RuntimeError):

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from kubernetes.client import models as k8s
 
+from dlflow_airflow.contract.jobconf import RESULT_FILE_ENV
 from dlflow_airflow.operators.bookkeeping import StageBookkeeping
-from dlflow_airflow.runners.base import RESULT_FILE_ENV, TfTask
+from dlflow_airflow.runners.base import TfTask
 
 if TYPE_CHECKING:
     from dlflow_airflow.contract.options import KubernetesSettings, KubernetesVolume, Resources
