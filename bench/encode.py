@@ -139,7 +139,7 @@ def main() -> None:
             "buckets": BUCKETS,
             "options": {},
         }
-        job = JobConfig.from_body(DATE, body)
+        job = JobConfig.from_body(DATE, body, job="encode")
         raw_uri = job.layout.raw("bench", DATE)
         staging = storage.staging_uri(raw_uri)
         raw_table(spark, args.rows, args.partitions).write.parquet(staging)
@@ -150,7 +150,8 @@ def main() -> None:
         # start-up costs: a plain write and an encode (fit, then reuse) of a small table
         # under another feature tag. Measured on 500k rows, a cold first fit took 4x longer.
         spark.read.parquet(raw_uri).limit(1000).write.mode("overwrite").parquet(f"{tmp}/warm")
-        warm = JobConfig.from_body(DATE, {**body, "feature": {**body["feature"], "tag": "warm"}})
+        warm_body = {**body, "feature": {**body["feature"], "tag": "warm"}}
+        warm = JobConfig.from_body(DATE, warm_body, job="encode")
         warm_uri = warm.layout.raw("warm", DATE)
         warm_staging = storage.staging_uri(warm_uri)
         spark.read.parquet(raw_uri).limit(20_000).write.parquet(warm_staging)
@@ -164,7 +165,7 @@ def main() -> None:
             lambda: spark.read.parquet(raw_uri).write.mode("overwrite").parquet(f"{tmp}/plain"),
             args.repeat,
         )
-        refit = JobConfig.from_body(DATE, {**body, "options": {"refit": True}})
+        refit = JobConfig.from_body(DATE, {**body, "options": {"refit": True}}, job="encode")
         fit = timed(
             "our encode: fit + transform + write",
             rows,

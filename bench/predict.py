@@ -48,7 +48,8 @@ BUCKETS = {
 }
 
 
-def job(workspace: str, date: str = DATE, **options: Any) -> Any:
+def job(name: str, workspace: str, date: str = DATE, **options: Any) -> Any:
+    """The JobConfig of the built-in job ``name`` with ``options`` (its typed options model)."""
     from dlflow_airflow.contract.jobconf import JobConfig
 
     return JobConfig.from_body(
@@ -60,6 +61,7 @@ def job(workspace: str, date: str = DATE, **options: Any) -> Any:
             "buckets": BUCKETS,
             "options": options,
         },
+        job=name,
     )
 
 
@@ -77,13 +79,13 @@ def prepare(spark: Any, workspace: str, rows: int) -> None:
     from tf_jobs.model_io import save_model
     from tf_jobs.models import build_model, get_model, resolve_params
 
-    layout = job(workspace).layout
+    layout = job("predict", workspace).layout
     if storage.is_complete(layout.model("bench_dnn", DATE)):
         return
     print(f"preparing {rows:,} encoded rows in {workspace} (once) ...", flush=True)
-    demo_data.run(spark, job(workspace, rows=rows, seed=11))
-    merge.run(spark, job(workspace, **demo_data.merge_options()))
-    encode.run(spark, job(workspace))
+    demo_data.run(spark, job("demo_data", workspace, rows=rows, seed=11))
+    merge.run(spark, job("merge", workspace, **demo_data.merge_options()))
+    encode.run(spark, job("encode", workspace))
     fmap = FeatureMap.load(layout.femodel("bench", DATE))
     spec = get_model("dnn_binary_classifier")
     model = build_model(spec, fmap, resolve_params(spec, MODEL_PARAMS))
@@ -102,7 +104,7 @@ def in_memory_inputs(workspace: str) -> tuple[dict[str, Any], int]:
     from dlflow_airflow.contract.layout import local_path
     from tf_jobs.batches import inputs_from_arrow
 
-    layout = job(workspace).layout
+    layout = job("predict", workspace).layout
     fmap = FeatureMap.load(layout.femodel("bench", DATE))
     table = ds.dataset(local_path(layout.encoded("bench", DATE)), format="parquet").to_table(
         columns=fmap.input_columns()
@@ -161,7 +163,7 @@ def spark_ceiling(spark: Any, workspace: str, out: str) -> float:
 
     from dlflow_airflow.contract.fmap import FeatureMap
 
-    layout = job(workspace).layout
+    layout = job("predict", workspace).layout
     fmap = FeatureMap.load(layout.femodel("bench", DATE))
     encoded = spark.read.parquet(layout.encoded("bench", DATE))
     keys = list(fmap.primary_keys)
@@ -182,7 +184,7 @@ def dlflow_style(spark: Any, workspace: str, rows: int, out: str, model_uri: str
     from dlflow_airflow.contract.fmap import FeatureMap
     from tf_jobs.batches import input_specs
 
-    layout = job(workspace).layout
+    layout = job("predict", workspace).layout
     fmap = FeatureMap.load(layout.femodel("bench", DATE))
     specs = {name: (str(dtype), width) for name, (dtype, width) in input_specs(fmap).items()}
     sample = spark.read.parquet(layout.encoded("bench", DATE)).limit(rows).cache()
@@ -242,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
     spark.sparkContext.setLogLevel("ERROR")
     try:
         prepare(spark, workspace, args.rows)
-        config = job(workspace, batch_size=args.batch_size, tf_threads=args.tf_threads)
+        config = job("predict", workspace, batch_size=args.batch_size, tf_threads=args.tf_threads)
         model_uri = config.layout.model("bench_dnn", DATE)
         scratch = Path(args.workdir).resolve() / "scratch"
         shutil.rmtree(scratch, ignore_errors=True)

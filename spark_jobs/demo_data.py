@@ -13,7 +13,7 @@ are stable across dates; behaviour and labels change daily. The label is drawn
 from a logistic function of numeric and categorical features (see
 :func:`true_logit`); its best possible AUC is about 0.8.
 
-Options: ``rows`` (seed rows, default 20000), ``seed`` (default 7).
+Options: :class:`dlflow_airflow.contract.options.DemoDataOptions` (``rows``, ``seed``).
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from typing import Any
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.artifacts import DEMO_TABLES
 from dlflow_airflow.contract.jobconf import JobConfig
-from dlflow_airflow.contract.layout import normalize_workspace
+from dlflow_airflow.contract.options import DemoDataOptions
+from spark_jobs.paths import Staging
 from spark_jobs.session import run_job
 
-TABLES = ("seed", "user_profile", "user_behaviour")
 # (name, share, effect on the label's log-odds); the rest of the users are "other".
 DEVICES = (("android", 0.45, 0.0), ("ios", 0.30, 0.6), ("web", 0.15, -0.5), ("tablet", 0.07, 0.3))
 OTHER_DEVICE = ("other", -0.8)
@@ -42,17 +42,13 @@ EXTRA_USERS = 0.03  # sources also hold users that are not in the seed
 _RESOLUTION = 1 << 30
 
 
-def upstream_uri(workspace: str, table: str, date: str) -> str:
-    return f"{normalize_workspace(workspace)}/upstream/{table}/dt={date}"
-
-
 def merge_options() -> dict[str, Any]:
     """The merge stage options that read what this job writes."""
     return {
         "seed": {"path": "{workspace}/upstream/seed/dt={date}", "format": "parquet"},
         "sources": [
             {"name": name, "path": f"{{workspace}}/upstream/{name}/dt={{date}}"}
-            for name in TABLES[1:]
+            for name in DEMO_TABLES[1:]
         ],
     }
 
@@ -146,7 +142,7 @@ def latent_frame(spark: SparkSession, rows: int, seed: int, date: str) -> DataFr
 
 
 def build_tables(spark: SparkSession, rows: int, seed: int, date: str) -> dict[str, DataFrame]:
-    """The three upstream tables as DataFrames (nothing written)."""
+    """The :data:`DEMO_TABLES` as DataFrames (nothing written)."""
     latent = latent_frame(spark, rows, seed, date)
     uid = F.col("uid")
     user = (F.lit(seed), uid)
@@ -181,18 +177,14 @@ def build_tables(spark: SparkSession, rows: int, seed: int, date: str) -> dict[s
 
 
 def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
-    rows = int(job.options.get("rows", 20000))
-    seed = int(job.options.get("seed", 7))
-    if rows < 1:
-        raise ValueError(f"demo_data option 'rows' must be at least 1, got {rows}")
-    uris: dict[str, str] = {}
-    for name, frame in build_tables(spark, rows, seed, job.date).items():
-        final = upstream_uri(job.workspace, name, job.date)
-        staging = storage.staging_uri(final)
-        frame.write.parquet(staging)
-        storage.commit(staging, final)
-        uris[name] = final
-    return {"rows": rows, "tables": uris}
+    options: DemoDataOptions = job.options
+    tables = build_tables(spark, options.rows, options.seed, job.date)
+    uris = {name: job.layout.upstream(name, job.date) for name in DEMO_TABLES}
+    with Staging() as staging:
+        for name, uri in uris.items():
+            tables[name].write.parquet(staging.folder(uri))
+        staging.commit()
+    return {"rows": options.rows, "tables": uris}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -12,6 +12,8 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from dlflow_airflow.contract.schema import FeatureSpec
+
 SCALAR, ARRAY, MAP, STRING = "scalar", "array", "map", "string"
 NUMERIC_TYPES = (
     T.BooleanType,
@@ -35,6 +37,12 @@ class UnsupportedColumnTypeError(EncodeError):
 
 class UnknownFeatureError(EncodeError):
     """A bucket or an fmap names a column the raw table does not have."""
+
+
+def feature_fields(schema: T.StructType, feature: FeatureSpec) -> list[T.StructField]:
+    """The raw columns that become features (not keys, labels or dropped), in table order."""
+    reserved = {*feature.primary_keys, *feature.labels, *feature.drop_columns}
+    return [f for f in schema.fields if f.name not in reserved]
 
 
 def column_type(field: T.StructField) -> str:

@@ -1,6 +1,6 @@
 """Merge: left-join every upstream feature source onto the seed, for one date.
 
-Options::
+Options (:class:`dlflow_airflow.contract.options.MergeOptions`)::
 
     seed:    {path: "{workspace}/upstream/seed/dt={date}", format: parquet}
     sources:
@@ -19,7 +19,7 @@ file), ``steps`` (see :mod:`spark_jobs.merge_steps`) and ``unique_check``
 The seed holds the primary keys and the labels and decides the rows: the
 output has exactly one row per seed row. A source with duplicate keys, or a
 column that two inputs both carry, is refused.
-Output: ``layout.raw(feature.tag, date)``.
+Output: the stage's RAW_FEATURE partition (``layout.raw(feature.tag, date)``).
 """
 
 from __future__ import annotations
@@ -34,17 +34,15 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from dlflow_airflow.contract import storage
-from dlflow_airflow.contract.dependencies import parse_dependencies, resolve_all
+from dlflow_airflow.contract.artifacts import RAW_FEATURE, stage_io
+from dlflow_airflow.contract.dependencies import resolve_all
 from dlflow_airflow.contract.jobconf import JobConfig
+from dlflow_airflow.contract.options import FeatureSource, MergeOptions, SeedSource
 from spark_jobs.merge_steps import apply_steps
-from spark_jobs.paths import discard, render_path, require_complete
+from spark_jobs.paths import Staging, render_path, require_complete
 from spark_jobs.session import run_job
 
 log = logging.getLogger(__name__)
-
-FORMATS = ("parquet", "orc", "json", "csv")
-SEED_KEYS = frozenset({"path", "format", "sql"})
-SOURCE_KEYS = frozenset({"name", "path", "format", "keys"})
 
 
 class MergeError(ValueError):
@@ -73,64 +71,35 @@ class Input:
         return "the seed" if self.name == "seed" else f"source {self.name!r}"
 
 
-def parse_inputs(job: JobConfig, extra: dict[str, str] | None = None) -> tuple[Input, list[Input]]:
-    """The seed and the sources of ``job.options``, paths rendered."""
-    options = job.options
-    seed = _present(options.get("seed"))
-    if not isinstance(seed, dict) or ("path" in seed) == ("sql" in seed):
-        raise MergeError(
-            "merge options need 'seed: {path: ..., format: parquet}' or 'seed: {sql: file.sql}'"
-        )
-    sources = options.get("sources", [])
-    if not isinstance(sources, list):
-        raise MergeError(f"merge option 'sources' must be a list, got {type(sources).__name__}")
+Render = Callable[[str], str]
+
+
+def parse_inputs(job: JobConfig, render: Render) -> tuple[Input, list[Input]]:
+    """The seed and the sources of the merge options, paths rendered."""
+    options: MergeOptions = job.options
     keys = tuple(job.feature.primary_keys)
-    extra = extra or {}
-    seed_input = _parse_one(seed, "seed", keys, SEED_KEYS, job, extra)
-    parsed: list[Input] = []
-    for index, raw in enumerate(sources):
-        entry = _present(raw)
-        if not isinstance(entry, dict) or "name" not in entry or "path" not in entry:
-            raise MergeError(f"merge sources[{index}] needs at least 'name' and 'path'")
-        source = _parse_one(entry, str(entry["name"]), keys, SOURCE_KEYS, job, extra)
-        if source.name == "seed" or source.name in {p.name for p in parsed}:
+    seed = _seed_input(options.seed, keys, render)
+    sources: list[Input] = []
+    for index, source in enumerate(options.sources):
+        if source.name == "seed" or source.name in {s.name for s in sources}:
             raise MergeError(f"merge sources[{index}]: the name {source.name!r} is already used")
-        parsed.append(source)
-    return seed_input, parsed
+        sources.append(_source_input(source, keys, render))
+    return seed, sources
 
 
-def _present(entry: Any) -> Any:
-    """An options mapping without its unset (None) keys, as the spec serialises them."""
-    if isinstance(entry, dict):
-        return {k: v for k, v in entry.items() if v is not None}
-    return entry
+def _seed_input(seed: SeedSource, keys: tuple[str, ...], render: Render) -> Input:
+    if seed.sql is not None:
+        return Input("seed", render(seed.sql), "sql", keys)
+    assert seed.path is not None  # SeedSource holds exactly one of path and sql
+    return Input("seed", render(seed.path), seed.format, keys)
 
 
-def _parse_one(
-    entry: dict[str, Any],
-    name: str,
-    keys: tuple[str, ...],
-    allowed: frozenset[str],
-    job: JobConfig,
-    extra: dict[str, str],
-) -> Input:
-    where = "merge seed" if name == "seed" else f"merge source {name!r}"
-    unknown = sorted(set(entry) - allowed)
-    if unknown:
-        raise MergeError(f"{where}: unknown keys {unknown}; allowed: {sorted(allowed)}")
-    fmt = entry.get("format", "parquet")
-    if fmt not in FORMATS:
-        raise MergeError(f"{where}: format {fmt!r} is not one of {', '.join(FORMATS)}")
-    own_keys = tuple(entry.get("keys") or keys)
-    is_sql = "sql" in entry
-    template = str(entry["sql"] if is_sql else entry["path"])
-    path = render_path(template, workspace=job.workspace, date=job.date, extra=extra)
-    return Input(name=name, path=path, format="sql" if is_sql else fmt, keys=own_keys)
+def _source_input(source: FeatureSource, keys: tuple[str, ...], render: Render) -> Input:
+    own_keys = tuple(source.keys) if source.keys else keys
+    return Input(source.name, render(source.path), source.format, own_keys)
 
 
-def read_input(
-    spark: SparkSession, item: Input, render: Callable[[str], str] | None = None
-) -> DataFrame:
+def read_input(spark: SparkSession, item: Input, render: Render | None = None) -> DataFrame:
     """Read one complete input partition (or run the seed's SQL file)."""
     if item.format == "sql":
         if not storage.exists(item.path):
@@ -207,33 +176,20 @@ def merge_frames(
 
 
 def resolve_dependencies(job: JobConfig) -> dict[str, str]:
-    """Placeholder values from ``options.dependencies`` (raises if one is not ready)."""
-    raw = job.options.get("dependencies") or {}
-    try:
-        parsed = parse_dependencies(raw)
-    except ValueError as exc:
-        raise MergeError(f"merge option 'dependencies' is invalid: {exc}") from None
-    resolved = resolve_all(parsed, workspace=job.workspace, day=job.date)
+    """Placeholder values from the ``dependencies`` option (raises if one is not ready)."""
+    options: MergeOptions = job.options
+    resolved = resolve_all(options.dependencies, workspace=job.workspace, day=job.date)
     for item in resolved.values():
         log.info("dependency %r -> %s", item.name, item.value)
     return {name: item.value for name, item in resolved.items()}
 
 
-def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
-    extra = resolve_dependencies(job)
-    seed_input, source_inputs = parse_inputs(job, extra)
-
-    def render(text: str) -> str:
-        return render_path(text, workspace=job.workspace, date=job.date, extra=extra)
-
-    required = (*job.feature.primary_keys, *job.feature.labels)
-    seed = read_input(spark, seed_input, render)
-    check_columns(seed, seed_input, required, "primary key / label")
-    if job.options.get("unique_check", True):
-        check_unique(seed, seed_input)
-    seed.createOrReplaceTempView("seed")
+def read_sources(
+    spark: SparkSession, seed: DataFrame, seed_input: Input, inputs: list[Input]
+) -> list[tuple[Input, DataFrame]]:
+    """Every source, checked against the seed and registered as a view under its name."""
     sources: list[tuple[Input, DataFrame]] = []
-    for item in source_inputs:
+    for item in inputs:
         frame = read_input(spark, item)
         check_columns(frame, item, item.keys, "join key")
         check_columns(seed, seed_input, item.keys, f"join key (for {item.label})")
@@ -241,22 +197,41 @@ def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
         check_unique(frame, item)
         frame.createOrReplaceTempView(item.name)
         sources.append((item, frame))
-    merged = merge_frames(seed, seed_input, sources)
-    merged = apply_steps(
-        spark, merged, list(job.options.get("steps") or []), render, tuple(job.feature.primary_keys)
+    return sources
+
+
+def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
+    options: MergeOptions = job.options
+    extra = resolve_dependencies(job)
+
+    def render(text: str) -> str:
+        return render_path(text, workspace=job.workspace, date=job.date, extra=extra)
+
+    seed_input, source_inputs = parse_inputs(job, render)
+    seed = read_input(spark, seed_input, render)
+    check_columns(
+        seed, seed_input, (*job.feature.primary_keys, *job.feature.labels), "primary key / label"
     )
+    if options.unique_check:
+        check_unique(seed, seed_input)
+    seed.createOrReplaceTempView("seed")
+    sources = read_sources(spark, seed, seed_input, source_inputs)
+    merged = merge_frames(seed, seed_input, sources)
+    merged = apply_steps(spark, merged, options.steps, render, tuple(job.feature.primary_keys))
 
     seed_rows = seed.count()
     if seed_rows == 0:
         raise MergeError(f"the seed ({seed_input.path}) has no rows")
-    final = job.layout.raw(job.feature.tag, job.date)
-    staging = storage.staging_uri(final)
-    merged.write.parquet(staging)
-    rows = spark.read.parquet(staging).count()
-    if rows != seed_rows:
-        discard(staging)
-        raise MergeError(f"merge wrote {rows} rows but the seed has {seed_rows}; nothing committed")
-    storage.commit(staging, final)
+    final = stage_io(job).get(RAW_FEATURE).uri
+    with Staging() as staging:
+        folder = staging.folder(final)
+        merged.write.parquet(folder)
+        rows = spark.read.parquet(folder).count()
+        if rows != seed_rows:
+            raise MergeError(
+                f"merge wrote {rows} rows but the seed has {seed_rows}; nothing committed"
+            )
+        staging.commit()
     log.info("merged %d rows from %d sources into %s", rows, len(sources), final)
     return {"rows": rows, "columns": merged.columns, "output": final, "dependencies": extra}
 

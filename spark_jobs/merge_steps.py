@@ -1,5 +1,7 @@
 """Merge steps run after the sources are joined (dmflow's operators), in order.
 
+Each step is a validated :class:`dlflow_airflow.contract.options.MergeStep`:
+
 - ``sql``: ``{file: q.sql, join_keys: [uid]}``: run a SQL file (placeholders
   filled; the seed and the sources are temporary views under their names, and
   ``merged`` is the table so far) and left-join its result on ``join_keys``.
@@ -14,19 +16,22 @@ Every step is Spark expressions over the whole table.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from dlflow_airflow.contract import storage
-
-STEP_KINDS = ("sql", "count_missing", "fill_missing")
+from dlflow_airflow.contract.options import (
+    CountMissingStep,
+    FillMissingStep,
+    MergeStep,
+    SqlStep,
+)
 
 
 class MergeStepError(ValueError):
-    """A merge step is misconfigured or does not fit the table."""
+    """A merge step does not fit the table."""
 
 
 def _missing(column: str, data_type: T.DataType) -> Column:
@@ -36,27 +41,24 @@ def _missing(column: str, data_type: T.DataType) -> Column:
     return value.isNull()
 
 
-def count_missing(frame: DataFrame, conf: dict[str, Any], keys: tuple[str, ...]) -> DataFrame:
+def count_missing(frame: DataFrame, step: CountMissingStep, keys: tuple[str, ...]) -> DataFrame:
     types = {f.name: f.dataType for f in frame.schema.fields}
-    columns = conf.get("columns") or [c for c in frame.columns if c not in keys]
+    columns = step.columns or [c for c in frame.columns if c not in keys]
     unknown = [c for c in columns if c not in types]
     if unknown:
         raise MergeStepError(f"count_missing: no column(s) {unknown}; columns: {frame.columns}")
-    prefix = conf.get("prefix", "missing")
     flags = [_missing(c, types[c]).cast("int") for c in columns]
     total = sum(flags[1:], flags[0]) if flags else F.lit(0)
     return frame.withColumns(
         {
-            f"{prefix}_count": total.cast("int"),
-            f"{prefix}_ratio": (total / F.lit(max(len(columns), 1))).cast("double"),
+            f"{step.prefix}_count": total.cast("int"),
+            f"{step.prefix}_ratio": (total / F.lit(max(len(columns), 1))).cast("double"),
         }
     )
 
 
-def fill_missing(frame: DataFrame, conf: dict[str, Any], keys: tuple[str, ...]) -> DataFrame:
-    by_type: dict[str, Any] = conf.get("by_type") or {}
-    by_column: dict[str, Any] = conf.get("columns") or {}
-    unknown = [c for c in by_column if c not in frame.columns]
+def fill_missing(frame: DataFrame, step: FillMissingStep, keys: tuple[str, ...]) -> DataFrame:
+    unknown = [c for c in step.columns if c not in frame.columns]
     if unknown:
         raise MergeStepError(f"fill_missing: no column(s) {unknown}; columns: {frame.columns}")
     filled: dict[str, Column] = {}
@@ -64,10 +66,10 @@ def fill_missing(frame: DataFrame, conf: dict[str, Any], keys: tuple[str, ...]) 
         if field.name in keys:
             continue
         type_name = field.dataType.simpleString()
-        if field.name in by_column:
-            value = by_column[field.name]
-        elif type_name in by_type:
-            value = by_type[type_name]
+        if field.name in step.columns:
+            value = step.columns[field.name]
+        elif type_name in step.by_type:
+            value = step.by_type[type_name]
         else:
             continue
         column = F.col(field.name)
@@ -80,16 +82,14 @@ def fill_missing(frame: DataFrame, conf: dict[str, Any], keys: tuple[str, ...]) 
 def sql_step(
     spark: SparkSession,
     frame: DataFrame,
-    conf: dict[str, Any],
+    step: SqlStep,
     render: Callable[[str], str],
     keys: tuple[str, ...],
 ) -> DataFrame:
-    if "file" not in conf:
-        raise MergeStepError("sql step needs 'file' (a SQL file; placeholders allowed)")
-    uri = render(str(conf["file"]))
+    uri = render(step.file)
     if not storage.exists(uri):
         raise MergeStepError(f"sql step: no SQL file at {uri}")
-    join_keys = list(conf.get("join_keys") or keys)
+    join_keys = list(step.join_keys or keys)
     frame.createOrReplaceTempView("merged")
     result = spark.sql(render(storage.read_text(uri)))
     missing = [k for k in join_keys if k not in result.columns]
@@ -110,24 +110,16 @@ def sql_step(
 def apply_steps(
     spark: SparkSession,
     frame: DataFrame,
-    steps: list[dict[str, Any]],
+    steps: list[MergeStep],
     render: Callable[[str], str],
     keys: tuple[str, ...],
 ) -> DataFrame:
-    for index, step in enumerate(steps):
-        if isinstance(step, dict):  # a validated step carries its other kinds as None
-            step = {kind: conf for kind, conf in step.items() if conf is not None}
-        if not isinstance(step, dict) or len(step) != 1 or next(iter(step)) not in STEP_KINDS:
-            raise MergeStepError(
-                f"merge steps[{index}] must be one of {{{', '.join(STEP_KINDS)}: {{...}}}}, "
-                f"got {step!r}"
-            )
-        kind, conf = next(iter(step.items()))
-        conf = conf or {}
-        if kind == "sql":
-            frame = sql_step(spark, frame, conf, render, keys)
-        elif kind == "count_missing":
-            frame = count_missing(frame, conf, keys)
-        else:
-            frame = fill_missing(frame, conf, keys)
+    """Run ``steps`` in order (each holds exactly one kind; the options model checked it)."""
+    for step in steps:
+        if step.sql is not None:
+            frame = sql_step(spark, frame, step.sql, render, keys)
+        elif step.count_missing is not None:
+            frame = count_missing(frame, step.count_missing, keys)
+        elif step.fill_missing is not None:
+            frame = fill_missing(frame, step.fill_missing, keys)
     return frame

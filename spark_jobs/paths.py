@@ -3,20 +3,22 @@
 - :func:`render_path` fills the placeholders a pipeline may put in an upstream
   path (``{workspace}``, ``{date}``, ``{date_nodash}``).
 - :func:`require_complete` refuses a partition without its ``_SUCCESS`` marker.
-- :func:`latest_partition` finds the newest complete ``dt=`` partition.
-- :func:`discard` removes a staging folder that must not be committed.
+- :class:`Staging` writes outputs beside their partitions and commits them
+  together, or discards them.
+
+Which partitions a job reads and writes is the artifact contract's answer
+(:func:`dlflow_airflow.contract.artifacts.stage_io`), not this module's.
 """
 
 from __future__ import annotations
 
-import re
+from types import TracebackType
 
 from dlflow_airflow.contract import storage
 from dlflow_airflow.contract.dependencies import DependencyError, base_values, render
-from dlflow_airflow.contract.layout import SUCCESS_MARKER, check_date
+from dlflow_airflow.contract.layout import SUCCESS_MARKER
 
 PLACEHOLDERS = ("workspace", "date", "date_nodash")
-_DT_RE = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
 
 
 class PlaceholderError(ValueError):
@@ -56,19 +58,6 @@ def require_complete(uri: str, what: str) -> None:
         )
 
 
-def latest_partition(root: str, date: str) -> str | None:
-    """The newest complete ``<root>/dt=<d>`` with ``d <= date``, or None."""
-    check_date(date)
-    dates = sorted(
-        (match.group(1) for match in map(_DT_RE.match, storage.list_names(root)) if match),
-        reverse=True,
-    )
-    for candidate in dates:
-        if candidate <= date and storage.is_complete(f"{root}/dt={candidate}"):
-            return f"{root}/dt={candidate}"
-    return None
-
-
 def discard(uri: str) -> None:
     """Delete a staging folder (no error if it is already gone)."""
     from pyarrow import fs
@@ -76,3 +65,45 @@ def discard(uri: str) -> None:
     filesystem, path = storage.resolve(uri)
     if filesystem.get_file_info(path).type != fs.FileType.NotFound:
         filesystem.delete_dir(path)
+
+
+class Staging:
+    """The staging folders of one run, committed in the order they were made.
+
+    Use as a context manager: whatever :meth:`commit` did not move into place
+    (the job failed first, or a commit failed) is discarded on exit, so a
+    failed run leaves no half-written partition and no staging folder behind::
+
+        with Staging() as staging:
+            frame.write.parquet(staging.folder(final))
+            staging.commit()
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[str, str]] = []
+
+    def folder(self, final: str) -> str:
+        """A fresh staging folder for the partition ``final``."""
+        staging = storage.staging_uri(final)
+        self._pending.append((staging, final))
+        return staging
+
+    def commit(self) -> None:
+        """Commit every staged partition, in the order they were staged."""
+        while self._pending:
+            staging, final = self._pending[0]
+            storage.commit(staging, final)
+            self._pending.pop(0)
+
+    def __enter__(self) -> Staging:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        for staging, _ in self._pending:
+            discard(staging)
+        self._pending.clear()

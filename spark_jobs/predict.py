@@ -1,24 +1,23 @@
 """Predict: score the encoded table of one date with a trained model.
 
-Reads ``layout.encoded(feature.tag, date)`` and the fmap of the model date;
-the model is ``layout.model(model.tag, model_date)``, where ``model.date``
-``latest`` means the newest blessed model dated on or before the run's date
-(:mod:`dlflow_airflow.contract.model_resolution`).
+Every partition comes from the artifact contract
+(:func:`~dlflow_airflow.contract.artifacts.stage_io`): the ENCODED_FEATURE of
+the run's date, the TRAINED_MODEL and FMAP of the model date
+(:func:`~dlflow_airflow.contract.artifacts.model_date`: ``latest`` is the
+newest blessed model dated on or before the run's date), and the
+PREDICT_RESULT it writes.
 
 Scoring runs in ``mapInArrow`` tasks. Each Python worker loads the model once
 (:func:`cached_scorer`) and keeps it for every later task of the job, since
 Spark reuses its Python workers; each Arrow batch goes to the model whole
 (``tf_jobs.batches.inputs_from_arrow``), never row by row.
 
-Output at ``layout.predict(model.tag, date)``: the primary keys, one column
+Output: the primary keys, one column
 per model output named after it (``float``, or ``array<float>`` for an output
 wider than one), then the ``pass_through`` columns. The partition is
 committed only when it holds exactly the input's rows.
 
-Options: ``batch_size`` (rows per Arrow batch, default 4096), ``pass_through``
-(encoded columns copied to the output, e.g. labels), ``allow_empty`` (an empty
-input gives an empty committed output instead of an error), ``tf_threads``
-(TensorFlow threads per Python worker; 0 = ``spark.task.cpus``).
+Options: :class:`dlflow_airflow.contract.options.PredictOptions`.
 """
 
 from __future__ import annotations
@@ -35,15 +34,21 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.artifacts import (
+    ENCODED_FEATURE,
+    FMAP,
+    PREDICT_RESULT,
+    TRAINED_MODEL,
+    stage_io,
+)
 from dlflow_airflow.contract.fmap import FeatureMap
 from dlflow_airflow.contract.jobconf import JobConfig
-from spark_jobs.paths import discard, require_complete
+from dlflow_airflow.contract.options import PredictOptions
+from spark_jobs.paths import Staging, require_complete
 from spark_jobs.session import run_job
 from tf_jobs.model_io import ModelNotFoundError, model_file_uri
 
 log = logging.getLogger(__name__)
-
-DEFAULT_BATCH_SIZE = 4096
 
 
 class PredictError(ValueError):
@@ -62,26 +67,13 @@ class ModelOutput:
 
 
 @dataclass(frozen=True)
-class PredictOptions:
-    batch_size: int = DEFAULT_BATCH_SIZE
-    pass_through: tuple[str, ...] = ()
-    allow_empty: bool = False
-    tf_threads: int = 0
+class PredictIO:
+    """The partitions of one run (from the artifact contract)."""
 
-    @classmethod
-    def from_job(cls, job: JobConfig) -> PredictOptions:
-        raw = job.options
-        options = cls(
-            batch_size=int(raw.get("batch_size", DEFAULT_BATCH_SIZE)),
-            pass_through=tuple(raw.get("pass_through", ())),
-            allow_empty=bool(raw.get("allow_empty", False)),
-            tf_threads=int(raw.get("tf_threads", 0)),
-        )
-        if options.batch_size < 1:
-            raise PredictError(f"option batch_size must be at least 1, got {options.batch_size}")
-        if options.tf_threads < 0:
-            raise PredictError(f"option tf_threads must be 0 or more, got {options.tf_threads}")
-        return options
+    encoded: str
+    femodel: str
+    model: str
+    output: str
 
 
 # ---------------------------------------------------------------- on executors
@@ -206,28 +198,39 @@ def score_batches(
 # ---------------------------------------------------------------- on the driver
 
 
-def resolve_model(job: JobConfig) -> tuple[str, str]:
-    """(model partition URI, model date) of the run.
+def predict_io(job: JobConfig) -> PredictIO:
+    """The run's partitions, the encoded input and the model checked to be there.
 
-    ``latest`` takes the newest *blessed* model dated on or before the run's
-    date (one that passed the evaluate stage's gate); ``same`` or a fixed date
-    names the model outright, blessed or not, since predict may run beside the
-    evaluate task of the same date.
+    :raises ModelNotFoundError: ``latest`` finds no blessed model, or the model
+        partition is incomplete or has no model file.
     """
-    from dlflow_airflow.contract.model_resolution import resolve_model_partition
-
-    resolved = resolve_model_partition(
-        job.layout,
-        job.model.tag,
-        job.model.date,
-        job.date,
-        blessed_only=job.model.date == "latest",
+    io = stage_io(job)
+    paths = PredictIO(
+        encoded=io.get(ENCODED_FEATURE).uri,
+        femodel=io.get(FMAP).uri,
+        model=io.get(TRAINED_MODEL).uri,
+        output=io.get(PREDICT_RESULT).uri,
     )
-    if not storage.exists(model_file_uri(resolved.uri)):
+    require_complete(paths.encoded, "predict input (encoded features; run encode first)")
+    check_model(paths.model, job)
+    return paths
+
+
+def check_model(model_uri: str, job: JobConfig) -> None:
+    """The model partition must be complete and hold its model file.
+
+    Blessing is not required for ``same`` or a fixed date: predict may run
+    beside the evaluate task of the same date.
+    """
+    if not storage.is_complete(model_uri):
         raise ModelNotFoundError(
-            f"model partition {resolved.uri} is complete but has no {model_file_uri(resolved.uri)}"
+            f"no complete model at {model_uri} (model.date {job.model.date!r}, run date "
+            f"{job.date}); did the train stage run for that date?"
         )
-    return resolved.uri, resolved.date
+    if not storage.exists(model_file_uri(model_uri)):
+        raise ModelNotFoundError(
+            f"model partition {model_uri} is complete but has no {model_file_uri(model_uri)}"
+        )
 
 
 def model_inputs(model: Any, fmap: FeatureMap) -> dict[str, int | None]:
@@ -265,7 +268,7 @@ def model_outputs(model: Any) -> list[ModelOutput]:
 
 
 def check_inputs(
-    inputs: dict[str, int | None], fmap: FeatureMap, encoded: DataFrame, where: dict[str, str]
+    inputs: dict[str, int | None], fmap: FeatureMap, encoded: DataFrame, where: PredictIO
 ) -> None:
     """Every model input must be an encoded column of the fmap's width."""
     from tf_jobs.batches import input_specs
@@ -274,17 +277,17 @@ def check_inputs(
     for name, width in inputs.items():
         if name not in encoded.columns:
             raise PredictError(
-                f"model {where['model']} needs input {name!r}, but the encoded table "
-                f"{where['encoded']} has no such column (it has {encoded.columns})"
+                f"model {where.model} needs input {name!r}, but the encoded table "
+                f"{where.encoded} has no such column (it has {encoded.columns})"
             )
         if name not in specs:
             raise PredictError(
-                f"model {where['model']} needs input {name!r}, which fmap {where['fmap']} "
+                f"model {where.model} needs input {name!r}, which fmap {where.femodel} "
                 f"does not define (it defines {list(specs)})"
             )
         if width is not None and width != specs[name][1]:
             raise PredictError(
-                f"model input {name!r} is {width} wide, fmap {where['fmap']} makes it "
+                f"model input {name!r} is {width} wide, fmap {where.femodel} makes it "
                 f"{specs[name][1]}; the model was trained with another fmap"
             )
 
@@ -320,8 +323,10 @@ def score_frame(
     model_uri: str,
     inputs: list[str],
     outputs: list[ModelOutput],
-    options: PredictOptions = PredictOptions(),
+    options: PredictOptions | None = None,
 ) -> DataFrame:
+    """``encoded`` scored in ``mapInArrow`` tasks: keys, model outputs, pass-through columns."""
+    options = options or PredictOptions()
     keys = list(fmap.primary_keys)
     passed = list(options.pass_through)
     fields = [encoded.schema[k] for k in keys]
@@ -341,56 +346,50 @@ def score_frame(
     return encoded.select(*columns).mapInArrow(scorer, T.StructType(fields))
 
 
-def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
-    options = PredictOptions.from_job(job)
-    encoded_uri = job.layout.encoded(job.feature.tag, job.date)
-    require_complete(encoded_uri, "predict input (encoded features; run encode first)")
-    model_uri, model_date = resolve_model(job)
-    femodel = job.layout.femodel(job.feature.tag, model_date)
-    fmap = FeatureMap.load(femodel)
-    encoded = spark.read.parquet(encoded_uri)
+def check_model_fits(
+    fmap: FeatureMap, encoded: DataFrame, paths: PredictIO, passed: list[str]
+) -> tuple[list[str], list[ModelOutput]]:
+    """On the driver, before any task starts: the model's inputs and outputs, checked
+    against the fmap and the encoded table."""
+    from tf_jobs.model_io import load_model
+
     keys = list(fmap.primary_keys)
     missing_keys = [k for k in keys if k not in encoded.columns]
     if missing_keys:
-        raise PredictError(f"the encoded table {encoded_uri} has no key column(s) {missing_keys}")
-
-    # On the driver: fail before any task starts, and learn the inputs and outputs.
-    from tf_jobs.model_io import load_model
-
-    model = load_model(model_uri)
+        raise PredictError(f"the encoded table {paths.encoded} has no key column(s) {missing_keys}")
+    model = load_model(paths.model)
     inputs = model_inputs(model, fmap)
     outputs = model_outputs(model)
-    where = {"model": model_uri, "encoded": encoded_uri, "fmap": femodel}
-    check_inputs(inputs, fmap, encoded, where)
-    check_output_columns(keys, outputs, list(options.pass_through), encoded)
+    check_inputs(inputs, fmap, encoded, paths)
+    check_output_columns(keys, outputs, passed, encoded)
+    return list(inputs), outputs
 
+
+def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
+    options: PredictOptions = job.options
+    paths = predict_io(job)
+    fmap = FeatureMap.load(paths.femodel)
+    encoded = spark.read.parquet(paths.encoded)
+    inputs, outputs = check_model_fits(fmap, encoded, paths, list(options.pass_through))
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(options.batch_size))
     expected = encoded.count()
     if expected == 0 and not options.allow_empty:
         raise PredictError(
-            f"the encoded partition {encoded_uri} has no rows; nothing to predict. "
+            f"the encoded partition {paths.encoded} has no rows; nothing to predict. "
             "Set the predict option allow_empty: true to commit an empty prediction instead"
         )
-    final = job.layout.predict(job.model.tag, job.date)
-    staging = storage.staging_uri(final)
-    try:
-        scored = score_frame(encoded, fmap, model_uri, list(inputs), outputs, options)
-        scored.write.parquet(staging)
-        rows = spark.read.parquet(staging).count()
+    scored = score_frame(encoded, fmap, paths.model, inputs, outputs, options)
+    with Staging() as staging:
+        folder = staging.folder(paths.output)
+        scored.write.parquet(folder)
+        rows = spark.read.parquet(folder).count()
         if rows != expected:
             raise PredictError(
                 f"predict wrote {rows} rows for {expected} encoded rows; nothing committed"
             )
-        storage.commit(staging, final)
-    finally:
-        discard(staging)
-    log.info("scored %d rows with %s into %s", rows, model_uri, final)
-    return {
-        "rows": rows,
-        "output": final,
-        "model": model_uri,
-        "columns": scored.columns,
-    }
+        staging.commit()
+    log.info("scored %d rows with %s into %s", rows, paths.model, paths.output)
+    return {"rows": rows, "output": paths.output, "model": paths.model, "columns": scored.columns}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,8 +5,8 @@ Every job module ends with::
     def main(argv=None):
         run_job("merge", run, argv)
 
-so argument parsing, session defaults, the result line and session shutdown
-work the same in all of them.
+so argument parsing (into the job's own typed options), session defaults,
+the result line and session shutdown work the same in all of them.
 """
 
 from __future__ import annotations
@@ -50,17 +50,21 @@ def build_session(app_name: str, conf: Mapping[str, str] | None = None) -> Spark
     return builder.getOrCreate()
 
 
-def app_name(stage: str, job: JobConfig) -> str:
-    return f"dlflow-{stage}-{job.feature.tag}-{job.date}"
+def app_name(job: JobConfig) -> str:
+    return f"dlflow-{job.stage.name}-{job.feature.tag}-{job.date}"
 
 
-def run_job(stage: str, run: JobRun, argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Parse the job arguments, run ``run`` in a fresh session, print its result line."""
+def run_job(name: str, run: JobRun, argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Parse the job arguments, run ``run`` in a fresh session, print its result line.
+
+    :param name: the built-in job (``encode``...): it names the options model
+        the document is parsed into, and the stage when the document has none.
+    """
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    job = JobConfig.from_argv(argv)
-    spark = build_session(app_name(stage, job))
+    job = JobConfig.from_argv(argv, job=name)
+    spark = build_session(app_name(job))
     try:
         result = run(spark, job)
         emit_result(result)

@@ -4,153 +4,165 @@ Run by the evaluate operator::
 
     python -m tf_jobs.evaluate --date 2026-01-02 --job '{"workspace": ..., "model": ...}'
 
-Resolves the model by ``model.date`` (``same | latest | YYYY-MM-DD``; see
-:mod:`dlflow_airflow.contract.model_resolution`), checks its manifest against the
-fmap, scores ``encoded/TAG=<feature>/dt=<date>`` (or the TFRecords with
-``input: tfrecord``) and commits ``metrics.json`` plus PNG plots to
+The artifact contract (:func:`~dlflow_airflow.contract.artifacts.stage_io`)
+names the model and the fmap of its date: ``model.date`` ``same``, a date, or
+``latest`` (the newest *blessed* model, the same rule predict uses). The job
+checks the model's manifest against the fmap, scores
+``encoded/TAG=<feature>/dt=<date>`` (or the TFRecords with ``input:
+tfrecord``) and commits ``metrics.json`` plus PNG plots to
 ``evaluate/TAG=<model>/dt=<date>``. Then the gate: a model meeting every
 bound gets ``BLESSED`` in its partition, one missing any loses it. The last
 line printed is the task's result: the metrics, ``output`` and ``blessed``.
 
-Job options read (``job.options``): ``input``, ``gate``, ``gate_miss``
-(warn | fail), ``plots`` (true), ``batch_size`` (8192), ``threads``, ``seed``.
+Options: :class:`~dlflow_airflow.contract.options.EvaluateOptions` (``input``,
+``gate``, ``gate_miss``, ``plots``, ``batch_size``, ``threads``, ``seed``).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.artifacts import EVALUATE_RESULT, FMAP, TRAINED_MODEL, stage_io
 from dlflow_airflow.contract.fmap import FeatureMap, FmapError
 from dlflow_airflow.contract.jobconf import JobConfig
-from dlflow_airflow.contract.model_resolution import (
-    ModelNotFoundError,
-    ResolvedModel,
-    resolve_model_partition,
-)
-from tf_jobs import inputs, model_io, models, plots, tfrecord_input
-from tf_jobs.gate import GateMissedError, check_gate, record_blessing
+from tf_jobs import inputs, model_io, models, plots
+from tf_jobs.gate import GateMissedError, Miss, check_gate, record_blessing
+from tf_jobs.harness import committing, configure_tensorflow, run_job
 from tf_jobs.metrics import BinaryMetrics, RegressionMetrics
-from tf_jobs.train import (
-    DEFAULT_SEED,
-    MANIFEST_FILE,
-    configure_tensorflow,
-    discard,
-    execute,
-)
+from tf_jobs.stage_input import StageInput, open_stage_input
 
 METRICS_FILE = "metrics.json"
-EVAL_BATCH_ROWS = 8192
+
+Accumulator = BinaryMetrics | RegressionMetrics
+
+
+@dataclass(frozen=True)
+class EvaluationPlan:
+    """What one evaluation scores, settled before TensorFlow starts.
+
+    :param model_uri: the model partition the contract names for the run.
+    :param model_date: its date (also the date of the fmap it was trained with).
+    :param output: the evaluate partition this run commits.
+    """
+
+    job: JobConfig
+    model_uri: str
+    model_date: str
+    fmap: FeatureMap
+    task: str
+    data: StageInput
+    output: str
+
+    @property
+    def title(self) -> str:
+        return f"{self.job.model.tag}@{self.model_date} on {self.job.date}"
 
 
 def run(job: JobConfig) -> dict[str, Any]:
     """Score the partition, commit metrics and plots, bless or not; returns the result."""
-    label = inputs.single_label(job.feature.labels)
-    layout = job.layout
-    resolved = resolve_model(job)
-    fmap = FeatureMap.load(layout.femodel(job.feature.tag, resolved.date))
-    manifest = check_manifest(resolved.uri, fmap)
-    task = manifest.get("task") or models.get_model(job.model.name).task
-    kind = str(job.options.get("input", "parquet"))
-    batch_size = int(job.options.get("batch_size", EVAL_BATCH_ROWS))
-    options = inputs.InputOptions(batch_size=batch_size, shuffle=False)
-    if kind == "tfrecord":
-        source = tfrecord_input.open_tfrecord(layout.tfrecord(job.feature.tag, job.date))
-        summary = tfrecord_input.scan_labels(source, label)
-    else:
-        source = inputs.open_encoded(layout.encoded(job.feature.tag, job.date), fmap, label)
-        summary = inputs.scan_labels(source, label)
-    if not summary.rows:
-        raise inputs.EncodedDataError(f"encoded partition {source.uri} has no rows to evaluate")
-    if task == models.BINARY:
-        inputs.require_binary(summary, label, source.uri)
-
-    tf = configure_tensorflow(
-        job.options.get("threads"), int(job.options.get("seed", DEFAULT_SEED))
-    )
-    model = model_io.load_model(resolved.uri)
-    check_model_inputs(model, fmap, resolved.uri)
-    if kind == "tfrecord":
-        dataset = tfrecord_input.make_dataset(source, fmap, label, options, rows=summary.rows)
-    else:
-        dataset = inputs.make_dataset(source, fmap, label, options, rows=summary.rows)
-    # One traced graph instead of an eager call per batch.
-    score = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    accumulator = BinaryMetrics() if task == models.BINARY else RegressionMetrics()
-    try:
-        for features, labels in dataset:
-            accumulator.update(labels.numpy(), score(features).numpy())
-    except tf.errors.DataLossError as exc:
-        raise inputs.EncodedDataError(f"corrupt input under {source.uri}: {exc.message}") from None
-
+    plan = plan_evaluation(job)
+    accumulator = score(plan)
     computed = accumulator.result()
-    gate = dict(job.options.get("gate") or {})
+    # Plain {metric: {min, max}} mappings: what check_gate reads and metrics.json records.
+    gate = {
+        metric: bound.model_dump(exclude_none=True) for metric, bound in job.options.gate.items()
+    }
     misses = check_gate(computed, gate)
-    blessed = not misses
-    metrics: dict[str, Any] = {
+    metrics = {
         **computed,
-        "task": task,
+        "task": plan.task,
         "date": job.date,
         "model_tag": job.model.tag,
-        "model_date": resolved.date,
+        "model_date": plan.model_date,
         "feature_tag": job.feature.tag,
-        "gate": {"bounds": gate, "missed": [m.describe() for m in misses], "blessed": blessed},
+        "gate": {"bounds": gate, "missed": [m.describe() for m in misses], "blessed": not misses},
     }
     if isinstance(accumulator, BinaryMetrics):
         metrics["calibration_table"] = accumulator.calibration_table()
-
-    final = layout.evaluate(job.model.tag, job.date)
-    staging = storage.staging_uri(final)
-    title = f"{job.model.tag}@{resolved.date} on {job.date}"
-    try:
-        if job.options.get("plots", True):
-            metrics["plots"] = _write_plots(accumulator, staging, title)
-        storage.write_text(f"{staging}/{METRICS_FILE}", json.dumps(metrics, indent=1))
-        storage.commit(staging, final)
-    except BaseException:
-        discard(staging)
-        raise
+    commit_metrics(plan, accumulator, metrics)
     record_blessing(
-        resolved.uri,
-        blessed,
-        {"evaluated_on": job.date, "metrics": final, "gate": gate},
+        plan.model_uri,
+        not misses,
+        {"evaluated_on": job.date, "metrics": plan.output, "gate": gate},
     )
-    print(f"evaluate {title}: {_summary(computed)} -> {final}", flush=True)
-    if misses:
-        print(
-            f"gate: model {resolved.uri} is NOT blessed; missed: "
-            + "; ".join(m.describe() for m in misses),
-            flush=True,
-        )
-        if job.options.get("gate_miss") == "fail":
-            raise GateMissedError(
-                f"model {resolved.uri} missed the gate: " + "; ".join(m.describe() for m in misses)
-            )
-    else:
-        print(f"gate: model {resolved.uri} is blessed ({len(gate)} bound(s) met)", flush=True)
+    print(f"evaluate {plan.title}: {_summary(computed)} -> {plan.output}", flush=True)
+    apply_gate(plan, gate, misses)
     result = {k: v for k, v in metrics.items() if k not in ("calibration_table", "gate")}
-    return {**result, "output": final, "blessed": blessed}
+    return {**result, "output": plan.output, "blessed": not misses}
 
 
-def resolve_model(job: JobConfig) -> ResolvedModel:
-    """The model to evaluate (blessed or not: evaluation is what blesses it)."""
-    return resolve_model_partition(
-        job.layout, job.model.tag, job.model.date, job.date, blessed_only=False
+def plan_evaluation(job: JobConfig) -> EvaluationPlan:
+    """The contract's model, fmap and partitions for the run; the model checked, the input open.
+
+    :raises ModelNotFoundError: no committed model (or, for ``latest``, no blessed one).
+    :raises FmapError: the model was trained with another fmap.
+    """
+    label = inputs.single_label(job.feature.labels)
+    io = stage_io(job)
+    model = io.get(TRAINED_MODEL)
+    model_io.require_committed(model.uri)
+    fmap = FeatureMap.load(io.get(FMAP).uri)
+    manifest = check_manifest(model.uri, fmap)
+    task = manifest.get("task") or models.get_model(job.model.name).task
+    data = open_stage_input(io, job.options.input, fmap, label, task=task, purpose="evaluate")
+    return EvaluationPlan(
+        job=job,
+        model_uri=model.uri,
+        model_date=model.date,
+        fmap=fmap,
+        task=task,
+        data=data,
+        output=io.get(EVALUATE_RESULT).uri,
     )
 
 
-def resolve_model_date(job: JobConfig) -> str:
-    return resolve_model(job).date
+def score(plan: EvaluationPlan) -> Accumulator:
+    """Score every row of the input with the model; returns the filled metric accumulator."""
+    options = plan.job.options
+    tf = configure_tensorflow(options.threads, options.seed)
+    model = model_io.load_model(plan.model_uri)
+    check_model_inputs(model, plan.fmap, plan.model_uri)
+    dataset = plan.data.dataset(inputs.input_options(options, options.batch_size))
+    # One traced graph instead of an eager call per batch.
+    predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    accumulator: Accumulator = (
+        BinaryMetrics() if plan.task == models.BINARY else RegressionMetrics()
+    )
+    with plan.data.reading():
+        for features, labels in dataset:
+            accumulator.update(labels.numpy(), predict(features).numpy())
+    return accumulator
+
+
+def commit_metrics(plan: EvaluationPlan, accumulator: Accumulator, metrics: dict[str, Any]) -> None:
+    """Write ``metrics.json`` (and the plots, unless ``plots: false``) and commit the partition."""
+    with committing(plan.output) as staging:
+        if plan.job.options.plots:
+            metrics["plots"] = _write_plots(accumulator, staging, plan.title)
+        storage.write_text(f"{staging}/{METRICS_FILE}", json.dumps(metrics, indent=1))
+
+
+def apply_gate(plan: EvaluationPlan, gate: dict[str, Any], misses: list[Miss]) -> None:
+    """Report the gate's outcome; a miss fails the task with ``gate_miss: fail``.
+
+    :raises GateMissedError: a bound was missed and ``gate_miss`` is ``fail``.
+    """
+    if not misses:
+        print(f"gate: model {plan.model_uri} is blessed ({len(gate)} bound(s) met)", flush=True)
+        return
+    missed = "; ".join(m.describe() for m in misses)
+    print(f"gate: model {plan.model_uri} is NOT blessed; missed: {missed}", flush=True)
+    if plan.job.options.gate_miss == "fail":
+        raise GateMissedError(f"model {plan.model_uri} missed the gate: {missed}")
 
 
 def check_manifest(model_uri: str, fmap: FeatureMap) -> dict[str, Any]:
     """The model's manifest; refuses a model trained on another fmap (its inputs differ)."""
-    uri = f"{model_uri}/{MANIFEST_FILE}"
-    if not storage.exists(uri):
-        raise ModelNotFoundError(f"model {model_uri} has no {MANIFEST_FILE}; retrain it")
-    manifest = json.loads(storage.read_text(uri))
+    manifest = model_io.read_manifest(model_uri)
     trained_with = manifest.get("fmap_checksum")
     if trained_with != fmap.checksum:
         raise FmapError(
@@ -167,7 +179,7 @@ def check_model_inputs(model: Any, fmap: FeatureMap, model_uri: str) -> None:
         raise FmapError(f"model {model_uri} takes inputs {names}, but the fmap gives {expected}")
 
 
-def _write_plots(accumulator: BinaryMetrics | RegressionMetrics, folder: str, title: str) -> list:
+def _write_plots(accumulator: Accumulator, folder: str, title: str) -> list:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -186,7 +198,7 @@ def _summary(metrics: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    execute(run, argv, extra_errors=(GateMissedError,))
+    run_job("evaluate", run, argv)
 
 
 if __name__ == "__main__":

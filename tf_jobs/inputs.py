@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -31,6 +31,8 @@ from tf_jobs.batches import input_specs, inputs_from_arrow, labels_from_arrow
 
 if TYPE_CHECKING:
     import tensorflow as tf
+
+    from dlflow_airflow.contract.options import TfJobOptions
 
 # Files Spark and Hadoop leave next to the part files (_SUCCESS, .crc, _temporary).
 IGNORED_PREFIXES = ["_", "."]
@@ -244,15 +246,13 @@ def _stack(
     )
 
 
-def input_options(
-    raw: Mapping[str, Any], batch_size: int, *, shuffle_default: bool, seed_default: int = 0
-) -> InputOptions:
-    """Input options from a job's ``options`` (keys ``shuffle``, ``shuffle_buffer``, ``seed``)."""
+def input_options(options: TfJobOptions, batch_size: int) -> InputOptions:
+    """How a train or evaluate stage feeds its input (``shuffle``, ``shuffle_buffer``, ``seed``)."""
     return InputOptions(
         batch_size=batch_size,
-        shuffle=bool(raw.get("shuffle", shuffle_default)),
-        shuffle_buffer=int(raw.get("shuffle_buffer", InputOptions.shuffle_buffer)),
-        seed=int(raw.get("seed", seed_default)),
+        shuffle=options.shuffle,
+        shuffle_buffer=options.shuffle_buffer,
+        seed=options.seed,
     )
 
 

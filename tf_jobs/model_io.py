@@ -1,21 +1,37 @@
 """Save and load the trained Keras model at a workspace URI.
 
-The model lives in its partition as ``model.keras``. Remote workspaces are
-staged through a local temporary folder, since Keras reads local files.
+A model partition holds ``model.keras``, ``history.json`` and
+``manifest.json`` (what train knew: fmap checksum, params, task...), written
+by train and read by evaluate. Remote workspaces are staged through a local
+temporary folder, since Keras reads local files.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
+from typing import Any
 
 from dlflow_airflow.contract import storage
 from dlflow_airflow.contract.model_resolution import ModelNotFoundError
 
 MODEL_FILE = "model.keras"
+HISTORY_FILE = "history.json"
+MANIFEST_FILE = "manifest.json"
 
-__all__ = ["MODEL_FILE", "ModelNotFoundError", "load_model", "model_file_uri", "save_model"]
+__all__ = [
+    "HISTORY_FILE",
+    "MANIFEST_FILE",
+    "MODEL_FILE",
+    "ModelNotFoundError",
+    "load_model",
+    "model_file_uri",
+    "read_manifest",
+    "require_committed",
+    "save_model",
+]
 
 
 def model_file_uri(model_partition: str) -> str:
@@ -36,13 +52,33 @@ def save_model(model, model_dir_uri: str) -> str:
     return target
 
 
+def require_committed(model_partition: str) -> None:
+    """:raises ModelNotFoundError: the partition has no ``_SUCCESS`` or no ``model.keras``."""
+    uri = model_file_uri(model_partition)
+    if not storage.is_complete(model_partition) or not storage.exists(uri):
+        raise ModelNotFoundError(
+            f"no committed model at {uri} (tried {model_partition}/_SUCCESS); "
+            "did the train stage run for that model date?"
+        )
+
+
+def read_manifest(model_partition: str) -> dict[str, Any]:
+    """The manifest train wrote beside the model.
+
+    :raises ModelNotFoundError: the partition has none (a model from before manifests).
+    """
+    uri = f"{model_partition}/{MANIFEST_FILE}"
+    if not storage.exists(uri):
+        raise ModelNotFoundError(f"model {model_partition} has no {MANIFEST_FILE}; retrain it")
+    return json.loads(storage.read_text(uri))
+
+
 def load_model(model_partition: str):
     """Load the model of a committed partition (``_SUCCESS`` required)."""
     import keras
 
+    require_committed(model_partition)
     uri = model_file_uri(model_partition)
-    if not storage.is_complete(model_partition) or not storage.exists(uri):
-        raise ModelNotFoundError(f"no committed model at {uri} (tried {model_partition}/_SUCCESS)")
     filesystem, path = storage.resolve(uri)
     from pyarrow import fs
 

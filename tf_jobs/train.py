@@ -4,75 +4,58 @@ Run by the train operator::
 
     python -m tf_jobs.train --date 2026-01-01 --job '{"workspace": ..., "model": ...}'
 
-Reads ``encoded/TAG=<feature>/dt=<date>`` and the fmap of the model date,
-fits the registered model named by ``model.name`` and writes
+The artifact contract (:func:`~dlflow_airflow.contract.artifacts.stage_io`)
+names the partitions: it reads ``encoded/TAG=<feature>/dt=<date>`` (or the
+TFRecords with ``input: tfrecord``) and the fmap of the model date, fits the
+registered model named by ``model.name`` and writes
 ``model/TAG=<model>/dt=<model date>/`` (``model.keras``, ``history.json``,
 ``manifest.json``, ``_SUCCESS``) through a staging folder. The last line
 printed is the task's result.
 
-Job options read (``job.options``, the train stage's YAML keys): ``input``
-(parquet | tfrecord), ``warm_start`` (none | latest | YYYY-MM-DD),
-``checkpoint_every_steps`` (500; a retried task resumes from the last
-checkpoint), ``seed`` (42), ``shuffle`` (true), ``shuffle_buffer`` (65536
-rows), ``threads`` (the CPUs this process may use). With ``TF_CONFIG`` naming
-several workers (``workers: N``), training uses ``MultiWorkerMirroredStrategy``
-and only worker 0 commits the model.
+Options: :class:`~dlflow_airflow.contract.options.TrainOptions` (``input``,
+``warm_start``, ``checkpoint_every_steps`` (a retried task resumes from the
+last checkpoint), ``seed``, ``shuffle``, ``shuffle_buffer``, ``threads``).
+With ``TF_CONFIG`` naming several workers (``workers: N``), training uses
+``MultiWorkerMirroredStrategy`` and only worker 0 commits the model.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from importlib import metadata
 from typing import Any
 
 from dlflow_airflow.contract import storage
-from dlflow_airflow.contract.fmap import FeatureMap, FmapError
-from dlflow_airflow.contract.jobconf import JobConfig, emit_result
-from dlflow_airflow.contract.layout import PartitionDateError, local_path
+from dlflow_airflow.contract.artifacts import FMAP, TRAINED_MODEL, stage_io
+from dlflow_airflow.contract.fmap import FeatureMap
+from dlflow_airflow.contract.jobconf import JobConfig
+from dlflow_airflow.contract.layout import local_path
 from dlflow_airflow.contract.model_resolution import ModelNotFoundError, resolve_model_partition
-from dlflow_airflow.runners.base import RESULT_FILE_ENV
-from tf_jobs import distribution, inputs, model_io, models, tfrecord_input
-from tf_jobs.inputs import EncodedDataError
+from tf_jobs import distribution, inputs, model_io, models
+from tf_jobs.harness import committing, configure_tensorflow, discard, run_job
+from tf_jobs.model_io import HISTORY_FILE, MANIFEST_FILE
 from tf_jobs.models import ModelConfigError
-
-HISTORY_FILE = "history.json"
-MANIFEST_FILE = "manifest.json"
-DEFAULT_SEED = 42
-
-# Errors caused by the job's config or data: reported as one line, no traceback.
-USER_ERRORS = (
-    EncodedDataError,
-    FmapError,
-    ModelConfigError,
-    ModelNotFoundError,
-    PartitionDateError,
-)
+from tf_jobs.stage_input import StageInput, open_stage_input
 
 
 @dataclass(frozen=True)
-class TrainJobOptions:
-    """The train stage's options as the job reads them (validated by the stage's schema)."""
+class TrainPlan:
+    """What one training run uses, settled before TensorFlow starts.
 
-    input: str = "parquet"
-    warm_start: str = "none"
-    checkpoint_every_steps: int = 500
-    seed: int = DEFAULT_SEED
-    threads: int | None = None
+    :param model_date: the model date (the contract's), also the fmap's date.
+    :param output: the model partition this run commits.
+    """
 
-    @classmethod
-    def from_options(cls, raw: dict[str, Any]) -> TrainJobOptions:
-        return cls(
-            input=str(raw.get("input", "parquet")),
-            warm_start=str(raw.get("warm_start", "none")),
-            checkpoint_every_steps=int(raw.get("checkpoint_every_steps", 500)),
-            seed=int(raw.get("seed", DEFAULT_SEED)),
-            threads=raw.get("threads"),
-        )
+    job: JobConfig
+    spec: models.ModelSpec
+    params: dict[str, Any]
+    fmap: FeatureMap
+    model_date: str
+    output: str
+    data: StageInput
 
 
 def run(job: JobConfig, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
@@ -80,147 +63,162 @@ def run(job: JobConfig, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
 
     :param callbacks: extra Keras callbacks (observers, tests).
     """
-    label = inputs.single_label(job.feature.labels)
-    spec = models.get_model(job.model.name)
-    params = models.resolve_params(spec, job.model.params)
-    opts = TrainJobOptions.from_options(job.options)
-    layout = job.layout
-    model_date = job.model_date
-    fmap = FeatureMap.load(layout.femodel(job.feature.tag, model_date))
-    source, summary = open_input(job, fmap, label, opts.input)
-    if not summary.rows:
-        raise EncodedDataError(f"encoded partition {source.uri} has no rows to train on")
-    if spec.task == models.BINARY:
-        inputs.require_binary(summary, label, source.uri)
-
-    options = inputs.input_options(
-        job.options, params["batch_size"], shuffle_default=True, seed_default=DEFAULT_SEED
-    )
-    tf = configure_tensorflow(opts.threads, options.seed)
+    plan = plan_training(job)
+    tf = configure_tensorflow(job.options.threads, job.options.seed)
     cluster = distribution.Cluster.from_env()
+    # Created before any other TF work, as MultiWorkerMirroredStrategy requires.
     strategy = distribution.strategy(cluster)
-    warm_uri = warm_start_partition(job, opts.warm_start, model_date)
-    print(
-        f"train {spec.name} on {source.uri} ({opts.input}): {summary.rows} rows, "
-        f"{len(source.files)} part files, positive rate "
-        f"{summary.positives / summary.rows:.4f}; params {json.dumps(params, sort_keys=True)}; "
-        f"workers {cluster.workers}; warm start {warm_uri or 'none'}",
-        flush=True,
-    )
+    warm_uri = warm_start_partition(job, plan.model_date)
+    print(describe(plan, cluster, warm_uri), flush=True)
     with strategy.scope():
-        model = models.build_model(spec, fmap, params)
+        model = models.build_model(plan.spec, plan.fmap, plan.params)
         if warm_uri:
             load_warm_weights(model, warm_uri)
-    dataset = make_input(source, fmap, label, options, summary.rows, opts.input, cluster)
-    checkpoints = distribution.checkpoint_dir(layout, job.model.tag, model_date, cluster)
-    try:
-        if cluster.workers > 1:
-            history = distribution.fit_multi_worker(
-                model,
-                dataset,
-                epochs=params["epochs"],
-                strategy=strategy,
-                checkpoints=checkpoints,
-                every_steps=opts.checkpoint_every_steps,
-            )
-        else:
-            if storage.exists(f"{checkpoints}/latest.weights.h5"):
-                print(f"resuming from checkpoint {checkpoints}", flush=True)
-            backup = _backup_callback(checkpoints, opts.checkpoint_every_steps)
-            # shuffle=False: the dataset shuffles itself (Keras cannot shuffle a tf.data input).
-            history = model.fit(
-                dataset,
-                epochs=params["epochs"],
-                verbose=2,
-                shuffle=False,
-                callbacks=[backup, *callbacks],
-            ).history
-    except tf.errors.DataLossError as exc:
-        raise EncodedDataError(f"corrupt input under {source.uri}: {exc.message}") from None
-    epochs = _history_rows(history)
-    final = layout.model(job.model.tag, model_date)
+    with plan.data.reading():
+        epochs = _history_rows(fit(plan, model, strategy, cluster, callbacks))
     result = {
-        "model": final,
-        "rows": summary.rows,
+        "model": plan.output,
+        "rows": plan.data.rows,
         "epochs": len(epochs),
         "final_loss": epochs[-1].get("loss") if epochs else None,
     }
     if not cluster.is_chief:
         return {**result, "worker": cluster.index}  # only the chief commits the partition
-
-    staging = storage.staging_uri(final)
-    try:
-        model_io.save_model(model, staging)
-        storage.write_text(f"{staging}/{HISTORY_FILE}", json.dumps({"epochs": epochs}, indent=1))
-        manifest = {
-            "model": {"tag": job.model.tag, "name": spec.name, "date": model_date},
-            "task": spec.task,
-            "feature": {"tag": job.feature.tag, "label": label},
-            "fmap_checksum": fmap.checksum,
-            "input_columns": fmap.input_columns(),
-            "params": params,
-            "trained_on": {"date": job.date, "rows": summary.rows, "uri": source.uri},
-            "warm_start": warm_uri,
-            "workers": cluster.workers,
-            "seed": options.seed,
-            "history": epochs[-1] if epochs else {},
-            "tensorflow": tf.__version__,
-            "dlflow_airflow": package_version(),
-        }
-        storage.write_text(f"{staging}/{MANIFEST_FILE}", json.dumps(manifest, indent=1))
-        storage.commit(staging, final)
-    except BaseException:
-        discard(staging)
-        raise
+    manifest = build_manifest(plan, epochs, warm_uri, cluster, tf.__version__)
+    commit_model(plan, model, epochs, manifest)
     # The model is committed: a rerun trains afresh.
-    discard(distribution.checkpoint_root(layout, job.model.tag, model_date))
+    discard(distribution.checkpoint_root(job.layout, job.model.tag, plan.model_date))
     return result
 
 
-def open_input(job: JobConfig, fmap: FeatureMap, label: str, kind: str) -> tuple[Any, Any]:
-    """The opened input partition (``parquet`` or ``tfrecord``) and its label summary."""
-    if kind == "tfrecord":
-        source = tfrecord_input.open_tfrecord(job.layout.tfrecord(job.feature.tag, job.date))
-        return source, tfrecord_input.scan_labels(source, label)
-    if kind != "parquet":
-        raise EncodedDataError(f"options.input must be 'parquet' or 'tfrecord', got {kind!r}")
-    source = inputs.open_encoded(job.layout.encoded(job.feature.tag, job.date), fmap, label)
-    return source, inputs.scan_labels(source, label)
+def plan_training(job: JobConfig) -> TrainPlan:
+    """Resolve the model and its params, the run's partitions, and open the input.
+
+    :raises ContractError: ``model.date: latest`` (train writes a model for a date).
+    """
+    label = inputs.single_label(job.feature.labels)
+    spec = models.get_model(job.model.name)
+    params = models.resolve_params(spec, job.model.params)
+    io = stage_io(job)
+    model_partition = io.get(TRAINED_MODEL)
+    fmap = FeatureMap.load(io.get(FMAP).uri)
+    data = open_stage_input(io, job.options.input, fmap, label, task=spec.task, purpose="train on")
+    return TrainPlan(
+        job=job,
+        spec=spec,
+        params=params,
+        fmap=fmap,
+        model_date=model_partition.date,
+        output=model_partition.uri,
+        data=data,
+    )
 
 
-def make_input(
-    source: Any,
-    fmap: FeatureMap,
-    label: str,
-    options: inputs.InputOptions,
-    rows: int,
-    kind: str,
+def describe(plan: TrainPlan, cluster: distribution.Cluster, warm_uri: str | None) -> str:
+    """The task log's line on what is trained on what."""
+    data = plan.data
+    return (
+        f"train {plan.spec.name} on {data.uri} ({data.kind}): {data.rows} rows, "
+        f"{len(data.source.files)} part files, positive rate "
+        f"{data.summary.positives / data.rows:.4f}; "
+        f"params {json.dumps(plan.params, sort_keys=True)}; "
+        f"workers {cluster.workers}; warm start {warm_uri or 'none'}"
+    )
+
+
+def fit(
+    plan: TrainPlan,
+    model: Any,
+    strategy: Any,
     cluster: distribution.Cluster,
-) -> Any:
-    if kind == "tfrecord":
-        dataset = tfrecord_input.make_dataset(source, fmap, label, options, rows=rows)
-    else:
-        dataset = inputs.make_dataset(source, fmap, label, options, rows=rows)
-    return distribution.shard(dataset, cluster, rows, options.batch_size)
+    callbacks: Sequence[Any],
+) -> dict[str, list[float]]:
+    """Fit ``model`` on this worker's batches, resuming from a checkpoint; returns the history."""
+    job, options = plan.job, plan.job.options
+    batches = inputs.input_options(options, plan.params["batch_size"])
+    dataset = distribution.shard(
+        plan.data.dataset(batches), cluster, plan.data.rows, batches.batch_size
+    )
+    checkpoints = distribution.checkpoint_dir(job.layout, job.model.tag, plan.model_date, cluster)
+    if cluster.workers > 1:
+        return distribution.fit_multi_worker(
+            model,
+            dataset,
+            epochs=plan.params["epochs"],
+            strategy=strategy,
+            checkpoints=checkpoints,
+            every_steps=options.checkpoint_every_steps,
+        )
+    if storage.exists(f"{checkpoints}/latest.weights.h5"):
+        print(f"resuming from checkpoint {checkpoints}", flush=True)
+    backup = _backup_callback(checkpoints, options.checkpoint_every_steps)
+    # shuffle=False: the dataset shuffles itself (Keras cannot shuffle a tf.data input).
+    return model.fit(
+        dataset,
+        epochs=plan.params["epochs"],
+        verbose=2,
+        shuffle=False,
+        callbacks=[backup, *callbacks],
+    ).history
 
 
-def warm_start_partition(job: JobConfig, warm_start: str, model_date: str) -> str | None:
-    """The model partition to start from: ``none``, ``latest`` (before this model) or a date."""
+def build_manifest(
+    plan: TrainPlan,
+    epochs: list[dict[str, float]],
+    warm_uri: str | None,
+    cluster: distribution.Cluster,
+    tf_version: str,
+) -> dict[str, Any]:
+    """What evaluate and people need to know about the model beside its weights."""
+    job = plan.job
+    return {
+        "model": {"tag": job.model.tag, "name": plan.spec.name, "date": plan.model_date},
+        "task": plan.spec.task,
+        "feature": {"tag": job.feature.tag, "label": plan.data.label},
+        "fmap_checksum": plan.fmap.checksum,
+        "input_columns": plan.fmap.input_columns(),
+        "params": plan.params,
+        "trained_on": {"date": job.date, "rows": plan.data.rows, "uri": plan.data.uri},
+        "warm_start": warm_uri,
+        "workers": cluster.workers,
+        "seed": job.options.seed,
+        "history": epochs[-1] if epochs else {},
+        "tensorflow": tf_version,
+        "dlflow_airflow": package_version(),
+    }
+
+
+def commit_model(
+    plan: TrainPlan, model: Any, epochs: list[dict[str, float]], manifest: dict[str, Any]
+) -> None:
+    """Write model, history and manifest to a staging folder and commit the model partition."""
+    with committing(plan.output) as staging:
+        model_io.save_model(model, staging)
+        storage.write_text(f"{staging}/{HISTORY_FILE}", json.dumps({"epochs": epochs}, indent=1))
+        storage.write_text(f"{staging}/{MANIFEST_FILE}", json.dumps(manifest, indent=1))
+
+
+def warm_start_partition(job: JobConfig, model_date: str) -> str | None:
+    """The model partition ``options.warm_start`` starts from (any complete one, blessed or not).
+
+    ``none``: none; ``latest``: the newest model dated before this one (none is
+    fine: training starts from scratch); a date: that model, which must exist.
+    """
+    warm_start = job.options.warm_start
     if warm_start == "none":
         return None
-    layout = job.layout
-    if warm_start == "latest":
-        before = (date.fromisoformat(model_date) - timedelta(days=1)).isoformat()
-        try:
-            return resolve_model_partition(
-                layout, job.model.tag, "latest", before, blessed_only=False
-            ).uri
-        except ModelNotFoundError:
-            print(f"warm start: no model of {job.model.tag} before {model_date}; from scratch")
-            return None
-    return resolve_model_partition(
-        layout, job.model.tag, warm_start, model_date, blessed_only=False
-    ).uri
+    if warm_start != "latest":
+        return resolve_model_partition(
+            job.layout, job.model.tag, warm_start, model_date, blessed_only=False
+        ).uri
+    before = (date.fromisoformat(model_date) - timedelta(days=1)).isoformat()
+    try:
+        return resolve_model_partition(
+            job.layout, job.model.tag, "latest", before, blessed_only=False
+        ).uri
+    except ModelNotFoundError:
+        print(f"warm start: no model of {job.model.tag} before {model_date}; from scratch")
+        return None
 
 
 def load_warm_weights(model: Any, uri: str) -> None:
@@ -251,45 +249,6 @@ def package_version() -> str:
         return "unknown"
 
 
-def configure_tensorflow(threads: Any, seed: int) -> Any:
-    """Import TensorFlow with quiet logs, bounded threads and fixed seeds; returns ``tf``."""
-    # Hides TF's C++ info and warning lines (errors stay) that would flood the
-    # task log; TF 2.21 still prints a few lines at import whatever the level.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import tensorflow as tf
-
-    count = int(threads) if threads else available_cpus()
-    try:
-        # Without a cap TF sizes its pools by the host's cores, not the
-        # container's share, and oversubscribes a 2-core worker.
-        tf.config.threading.set_intra_op_parallelism_threads(count)
-        tf.config.threading.set_inter_op_parallelism_threads(min(count, 2))
-    except RuntimeError:
-        # TF already started in this interpreter (a second job in one test
-        # process); its pools cannot be resized, the first setting stays.
-        pass
-    keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
-    return tf
-
-
-def available_cpus() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def discard(staging: str) -> None:
-    """Remove a staging folder after a failure; a leftover is harmless, so errors are ignored."""
-    try:
-        filesystem, path = storage.resolve(staging)
-        filesystem.delete_dir(path)
-    except OSError:
-        pass
-
-
 def _history_rows(history: dict[str, list[float]]) -> list[dict[str, float]]:
     epochs = max((len(values) for values in history.values()), default=0)
     return [
@@ -298,28 +257,8 @@ def _history_rows(history: dict[str, list[float]]) -> list[dict[str, float]]:
     ]
 
 
-def execute(
-    run_job: Callable[[JobConfig], dict[str, Any]],
-    argv: Sequence[str] | None,
-    extra_errors: tuple[type[BaseException], ...] = (),
-) -> None:
-    """Parse the job, run it and print its result; config and data errors exit 1 in one line."""
-    job = JobConfig.from_argv(argv)
-    try:
-        result = run_job(job)
-    except (*USER_ERRORS, *extra_errors) as exc:
-        print(f"ERROR {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-        sys.exit(1)
-    emit_result(result)
-    result_file = os.environ.get(RESULT_FILE_ENV)
-    if result_file:  # a container runner hands the result to Airflow through this file
-        os.makedirs(os.path.dirname(result_file) or ".", exist_ok=True)
-        with open(result_file, "w", encoding="utf-8") as handle:
-            json.dump(result, handle)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    execute(run, argv)
+    run_job("train", run, argv)
 
 
 if __name__ == "__main__":

@@ -52,6 +52,13 @@ def job_body(
     }
 
 
+def parse_job(job: str, date: str, body: dict[str, Any]) -> Any:
+    """The body as ``run_job`` parses it: no ``stage`` key, so ``job`` gives the stage tags."""
+    from dlflow_airflow.contract.jobconf import JobConfig
+
+    return JobConfig.from_body(date, body, job=job)
+
+
 @pytest.fixture(scope="session")
 def spark() -> Iterator[Any]:
     from spark_jobs.session import build_session
@@ -77,11 +84,10 @@ def workspace(tmp_path: Path) -> str:
 
 @pytest.fixture
 def make_job() -> JobFactory:
-    """``make_job(workspace, date, **job_body kwargs)`` -> JobConfig."""
-    from dlflow_airflow.contract.jobconf import JobConfig
+    """``make_job(job, workspace, date, **job_body kwargs)`` -> the JobConfig of ``job``."""
 
-    def factory(workspace: str, date: str = DATE, **kwargs: Any) -> JobConfig:
-        return JobConfig.from_body(date, job_body(workspace, **kwargs))
+    def factory(job: str, workspace: str, date: str = DATE, **kwargs: Any) -> Any:
+        return parse_job(job, date, job_body(workspace, **kwargs))
 
     return factory
 
@@ -95,11 +101,10 @@ class Pipeline:
     merge: dict[str, Any]
     encode: dict[str, Any]
 
-    def job(self, date: str = DATE, **kwargs: Any) -> Any:
-        from dlflow_airflow.contract.jobconf import JobConfig
-
+    def job(self, job: str, date: str = DATE, **kwargs: Any) -> Any:
+        """The JobConfig of ``job`` (``encode``, ``predict``...) in this workspace."""
         kwargs.setdefault("buckets", DEMO_BUCKETS)
-        return JobConfig.from_body(date, job_body(self.workspace, **kwargs))
+        return parse_job(job, date, job_body(self.workspace, **kwargs))
 
 
 @pytest.fixture(scope="session")
@@ -109,9 +114,9 @@ def pipeline(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Pipeline:
     root = tmp_path_factory.mktemp("pipeline")
     ws = f"file://{root}/ws"
     stub = Pipeline(ws, {}, {}, {})
-    demo = demo_data.run(spark, stub.job(options={"rows": DEMO_ROWS, "seed": 3}))
-    merged = merge.run(spark, stub.job(options=demo_data.merge_options()))
-    encoded = encode.run(spark, stub.job())
+    demo = demo_data.run(spark, stub.job("demo_data", options={"rows": DEMO_ROWS, "seed": 3}))
+    merged = merge.run(spark, stub.job("merge", options=demo_data.merge_options()))
+    encoded = encode.run(spark, stub.job("encode"))
     return Pipeline(ws, demo, merged, encoded)
 
 

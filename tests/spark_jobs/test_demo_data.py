@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.artifacts import DEMO_TABLES
 from dlflow_airflow.contract.jobconf import parse_result
 from spark_jobs import demo_data
 
@@ -27,7 +28,7 @@ def rows_of(frame: Any) -> list[tuple]:
 def test_tables_are_deterministic_per_date_and_seed(spark: Any) -> None:
     first = demo_data.build_tables(spark, 300, 7, DATE)
     again = demo_data.build_tables(spark.newSession(), 300, 7, DATE)
-    for name in demo_data.TABLES:
+    for name in DEMO_TABLES:
         assert rows_of(first[name]) == rows_of(again[name]), name
     other_day = demo_data.build_tables(spark, 300, 7, NEXT_DATE)
     other_seed = demo_data.build_tables(spark, 300, 8, DATE)
@@ -37,7 +38,7 @@ def test_tables_are_deterministic_per_date_and_seed(spark: Any) -> None:
 
 def test_demo_tables_shape(pipeline: Any, spark: Any) -> None:
     tables = pipeline.demo["tables"]
-    assert pipeline.demo["rows"] == DEMO_ROWS and set(tables) == set(demo_data.TABLES)
+    assert pipeline.demo["rows"] == DEMO_ROWS and set(tables) == set(DEMO_TABLES)
     assert all(storage.is_complete(uri) for uri in tables.values())
     seed = spark.read.parquet(tables["seed"])
     assert seed.dtypes == [("uid", "bigint"), ("label", "int")]
@@ -66,6 +67,7 @@ def test_demo_tables_shape(pipeline: Any, spark: Any) -> None:
 
 
 def test_spark_submit_entry_point(tmp_path: Path) -> None:
+    """The body has no ``stage``: run_job parses it as the demo_data job's (typed options)."""
     workspace = f"file://{tmp_path}/ws"
     body = job_body(workspace, options={"rows": 200, "seed": 1})
     env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}

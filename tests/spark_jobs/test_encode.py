@@ -7,11 +7,13 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from dlflow_airflow.contract import storage
 from dlflow_airflow.contract.fmap import Bucket, Feature, FeatureMap, Normalizers
-from spark_jobs import encode
-from spark_jobs.encode import EncodeError, UnknownFeatureError, UnsupportedColumnTypeError
+from dlflow_airflow.contract.model_resolution import ModelNotFoundError, blessed_marker
+from spark_jobs import encode, encode_apply, encode_fit
+from spark_jobs.feature_types import EncodeError, UnknownFeatureError, UnsupportedColumnTypeError
 from spark_jobs.paths import PartitionNotFoundError
 
 from .conftest import DATE, DEMO_ROWS, NEXT_DATE
@@ -55,7 +57,7 @@ EXPECTED_TWO = {
 @pytest.fixture
 def raw_job(workspace: str, write_table: Any, make_job: Any) -> Any:
     """A job whose raw partition for DATE is DAY_ONE."""
-    job = make_job(workspace, buckets=BUCKETS, drop_columns=("note",))
+    job = make_job("encode", workspace, buckets=BUCKETS, drop_columns=("note",))
     write_table(job.layout.raw("ctr", DATE), DAY_ONE, RAW_SCHEMA)
     return job
 
@@ -111,7 +113,7 @@ def test_reused_fmap_clips_and_maps_unseen_to_offset_zero(
 ) -> None:
     first = encode.run(spark, raw_job)
     second_job = make_job(
-        raw_job.workspace, NEXT_DATE, buckets={}, model_date=DATE, drop_columns=("note",)
+        "encode", raw_job.workspace, NEXT_DATE, buckets={}, model_date=DATE, drop_columns=("note",)
     )
     write_table(second_job.layout.raw("ctr", NEXT_DATE), DAY_TWO, RAW_SCHEMA)
     second = encode.run(spark, second_job)
@@ -120,6 +122,7 @@ def test_reused_fmap_clips_and_maps_unseen_to_offset_zero(
     assert encoded_rows(spark, second["output"]) == EXPECTED_TWO
 
     refit = make_job(
+        "encode",
         raw_job.workspace,
         NEXT_DATE,
         options={"refit": True},
@@ -137,7 +140,7 @@ def test_reused_fmap_clips_and_maps_unseen_to_offset_zero(
 def test_large_vocabularies_use_a_join_with_the_same_result(
     spark: Any, raw_job: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(encode, "MAP_LOOKUP_LIMIT", 2)  # city (3 values) takes the join
+    monkeypatch.setattr(encode_apply, "MAP_LOOKUP_LIMIT", 2)  # city (3 values) takes the join
     result = encode.run(spark, raw_job)
     assert encoded_rows(spark, result["output"]) == EXPECTED_ONE
 
@@ -147,7 +150,7 @@ def test_format_1_fmap_keeps_its_ids(
     spark: Any, monkeypatch: pytest.MonkeyPatch, lookup_limit: int
 ) -> None:
     """Format 1 shared offset + 0 between nulls and unseen values; its models keep that."""
-    monkeypatch.setattr(encode, "MAP_LOOKUP_LIMIT", lookup_limit)
+    monkeypatch.setattr(encode_apply, "MAP_LOOKUP_LIMIT", lookup_limit)
     frame = spark.createDataFrame(
         [(1, "a"), (2, "b"), (3, None), (4, "z")], "uid long, city string"
     )
@@ -156,7 +159,7 @@ def test_format_1_fmap_keeps_its_ids(
         city = Feature("city", "string", size, 10, {"vocab": ["a", "b"]})
         fmap = FeatureMap("ctr", DATE, ("uid",), (), (Bucket("u", "minmax", ctgs=(city,)),))
         fmap = dataclasses.replace(fmap, format=format_version)
-        out = encode.encode_frame(spark, frame, fmap, Normalizers(fmap.checksum))
+        out = encode_apply.encode_frame(spark, frame, fmap, Normalizers(fmap.checksum))
         return [r["u_ctgs"][0] for r in out.orderBy("uid").collect()]
 
     assert ids(2, 4) == [12, 13, 11, 10]  # a, b, null, unseen
@@ -166,7 +169,7 @@ def test_format_1_fmap_keeps_its_ids(
 def test_many_categories_are_warned_about(
     spark: Any, raw_job: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(encode, "MANY_CATEGORIES", 2)
+    monkeypatch.setattr(encode_fit, "MANY_CATEGORIES", 2)
     with caplog.at_level(logging.WARNING, logger="spark_jobs.encode"):
         encode.run(spark, raw_job)
     assert "'city' has 3 categories" in caplog.text
@@ -174,22 +177,24 @@ def test_many_categories_are_warned_about(
 
 
 def test_unknown_bucket_column_suggests_a_name(spark: Any, raw_job: Any, make_job: Any) -> None:
-    job = make_job(raw_job.workspace, buckets={"user": {"features": ["agee", "city"]}})
+    job = make_job("encode", raw_job.workspace, buckets={"user": {"features": ["agee", "city"]}})
     with pytest.raises(UnknownFeatureError, match="'user' lists 'agee'.*did you mean 'age'"):
         encode.run(spark, job)
-    job = make_job(raw_job.workspace, buckets={"user": {"features": ["label"]}})
+    job = make_job("encode", raw_job.workspace, buckets={"user": {"features": ["label"]}})
     with pytest.raises(UnknownFeatureError, match="'label', which is a primary key, label"):
         encode.run(spark, job)
-    job = make_job(raw_job.workspace, buckets={"user": {"features": ["age"], "method": "l2"}})
-    with pytest.raises(EncodeError, match="method 'l2' is not supported"):
-        encode.run(spark, job)
     assert not storage.exists(job.layout.femodel("ctr", DATE))
+    # An unknown method is the bucket model's error, raised when the job document is parsed.
+    with pytest.raises(ValidationError, match="buckets.user.method"):
+        make_job(
+            "encode", raw_job.workspace, buckets={"user": {"features": ["age"], "method": "l2"}}
+        )
 
 
 def test_unsupported_type_names_the_column(
     spark: Any, workspace: str, write_table: Any, make_job: Any
 ) -> None:
-    job = make_job(workspace)
+    job = make_job("encode", workspace)
     write_table(
         job.layout.raw("ctr", DATE), [(1, 0, ["a"])], "uid long, label int, hist array<string>"
     )
@@ -198,7 +203,7 @@ def test_unsupported_type_names_the_column(
 
 
 def test_missing_raw_names_the_path(spark: Any, workspace: str, make_job: Any) -> None:
-    job = make_job(workspace)
+    job = make_job("encode", workspace)
     with pytest.raises(
         PartitionNotFoundError, match=f"run merge first.*{job.layout.raw('ctr', DATE)}"
     ):
@@ -209,7 +214,7 @@ def test_reused_fmap_refuses_a_vanished_column(
     spark: Any, raw_job: Any, write_table: Any, make_job: Any
 ) -> None:
     encode.run(spark, raw_job)
-    job = make_job(raw_job.workspace, NEXT_DATE, model_date=DATE)
+    job = make_job("encode", raw_job.workspace, NEXT_DATE, model_date=DATE)
     write_table(
         job.layout.raw("ctr", NEXT_DATE),
         [(6, 1, 5, "a")],
@@ -217,6 +222,61 @@ def test_reused_fmap_refuses_a_vanished_column(
     )
     with pytest.raises(UnknownFeatureError, match="needs column 'age' .*did you mean 'agee'"):
         encode.run(spark, job)
+
+
+def commit_model(job: Any, model_date: str, *, blessed: bool) -> str:
+    """A complete model partition (encode reads only its markers), blessed or not."""
+    partition = job.layout.model("dnn", model_date)
+    storage.write_text(f"{partition}/model.keras", "not read by encode")
+    storage.write_text(f"{partition}/_SUCCESS", "")
+    if blessed:
+        storage.write_text(blessed_marker(partition), "")
+    return partition
+
+
+def test_latest_encodes_with_the_fmap_of_the_newest_blessed_model(
+    spark: Any, raw_job: Any, write_table: Any, make_job: Any
+) -> None:
+    """``latest`` is the model predict will use, so its fmap, not the newest fmap."""
+    first = encode.run(spark, raw_job)  # fmap of DATE
+    same = make_job("encode", raw_job.workspace, NEXT_DATE, drop_columns=("note",))
+    write_table(same.layout.raw("ctr", NEXT_DATE), DAY_TWO, RAW_SCHEMA)
+    newest = encode.run(spark, same)  # fmap of NEXT_DATE: newer, but no model uses it
+    assert not newest["fmap_reused"] and newest["fmap"] != first["fmap"]
+    commit_model(raw_job, DATE, blessed=True)
+    commit_model(raw_job, NEXT_DATE, blessed=False)  # missed the evaluate gate
+
+    latest = make_job(
+        "encode", raw_job.workspace, NEXT_DATE, model_date="latest", drop_columns=("note",)
+    )
+    result = encode.run(spark, latest)
+    assert result["fmap_reused"] and result["fmap"] == first["fmap"]
+    assert result["fmap_checksum"] == first["fmap_checksum"]
+    assert encoded_rows(spark, result["output"]) == EXPECTED_TWO
+
+
+def test_latest_without_a_blessed_model_names_the_model_folder(
+    spark: Any, raw_job: Any, make_job: Any
+) -> None:
+    latest = make_job("encode", raw_job.workspace, model_date="latest", drop_columns=("note",))
+    models = raw_job.layout.root("model", "dnn")
+    with pytest.raises(ModelNotFoundError, match=f"no blessed model under {models} dated on or"):
+        encode.run(spark, latest)
+    commit_model(raw_job, DATE, blessed=False)
+    with pytest.raises(ModelNotFoundError, match=f"{models} .*complete but not blessed: {DATE}"):
+        encode.run(spark, latest)
+    assert not storage.exists(raw_job.layout.encoded("ctr", DATE))
+
+
+def test_latest_needs_the_fmap_of_its_model(spark: Any, raw_job: Any, make_job: Any) -> None:
+    """``latest`` reuses an fmap and never fits one, even when there is none."""
+    commit_model(raw_job, DATE, blessed=True)
+    latest = make_job("encode", raw_job.workspace, model_date="latest", drop_columns=("note",))
+    femodel = raw_job.layout.femodel("ctr", DATE)
+    with pytest.raises(EncodeError, match=f"names the model of {DATE}, whose fmap {femodel}"):
+        encode.run(spark, latest)
+    assert not storage.exists(femodel)
+    assert not storage.exists(raw_job.layout.encoded("ctr", DATE))
 
 
 def test_demo_fmap_matches_the_raw_table(pipeline: Any, spark: Any) -> None:

@@ -14,7 +14,7 @@ from dlflow_airflow.contract import storage
 from dlflow_airflow.contract.fmap import FeatureMap, Normalizers
 from dlflow_airflow.contract.layout import local_path
 from spark_jobs import encode
-from spark_jobs.encode import EncodeError, UnknownFeatureError, UnsupportedColumnTypeError
+from spark_jobs.feature_types import EncodeError, UnknownFeatureError, UnsupportedColumnTypeError
 
 from .conftest import DATE, NEXT_DATE
 
@@ -46,7 +46,7 @@ COLUMNS = ["mm_nums", "z_nums", "p_nums", "raw_nums", "default_ctgs"]
 
 @pytest.fixture
 def typed_job(workspace: str, write_table: Any, make_job: Any) -> Any:
-    job = make_job(workspace, buckets=BUCKETS, options={"tfrecord": True})
+    job = make_job("encode", workspace, buckets=BUCKETS, options={"tfrecord": True})
     write_table(job.layout.raw("ctr", DATE), ROWS, SCHEMA)
     return job
 
@@ -112,7 +112,7 @@ def test_reuse_keeps_statistics_and_checks_array_size(
     spark: Any, typed_job: Any, write_table: Any, make_job: Any
 ) -> None:
     first = encode.run(spark, typed_job)
-    job = make_job(typed_job.workspace, NEXT_DATE, buckets=BUCKETS, model_date=DATE)
+    job = make_job("encode", typed_job.workspace, NEXT_DATE, buckets=BUCKETS, model_date=DATE)
     later = [(9, 1, 5, 40, 0.0, 4.0, True, 1, "zz", [2.0, 4.0], {"y": 9.0, "new": 1.0})]
     write_table(job.layout.raw("ctr", NEXT_DATE), later, SCHEMA)
     second = encode.run(spark, job)
@@ -135,7 +135,7 @@ def test_vocabulary_min_count_and_max_size(
     values = ["a"] * 4 + ["b"] * 3 + ["c"] * 2 + ["d"]
     rows = [(i, 0, v, {v: 1}) for i, v in enumerate(values)] + [(10, 0, None, None)]
     buckets = {"u": {"features": ["city", "m"], "min_count": 2, "max_size": 2}}
-    job = make_job(workspace, buckets=buckets)
+    job = make_job("encode", workspace, buckets=buckets)
     write_table(
         job.layout.raw("ctr", DATE), rows, "uid long, label int, city string, m map<string,int>"
     )
@@ -155,7 +155,7 @@ def test_all_null_column_and_new_column_warn(
     make_job: Any,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    job = make_job(workspace)
+    job = make_job("encode", workspace)
     schema = "uid long, label int, age double, city string"
     write_table(job.layout.raw("ctr", DATE), [(1, 0, None, None), (2, 1, None, None)], schema)
     with caplog.at_level(logging.WARNING):
@@ -169,7 +169,7 @@ def test_all_null_column_and_new_column_warn(
         .collect()
     ] == [[[0.0], [1]], [[0.0], [1]]]  # nulls take the null id, offset + 1
 
-    later = make_job(workspace, NEXT_DATE, model_date=DATE)
+    later = make_job("encode", workspace, NEXT_DATE, model_date=DATE)
     write_table(later.layout.raw("ctr", NEXT_DATE), [(3, 0, 1.0, "a", 5)], f"{schema}, extra int")
     caplog.clear()
     with caplog.at_level(logging.WARNING):
@@ -206,7 +206,7 @@ def test_bad_input_is_refused_before_writing(
     error: type[Exception],
     match: str,
 ) -> None:
-    job = make_job(workspace)
+    job = make_job("encode", workspace)
     write_table(job.layout.raw("ctr", DATE), rows, schema)
     with pytest.raises(error, match=match):
         encode.run(spark, job)
@@ -217,7 +217,7 @@ def test_bad_input_is_refused_before_writing(
 def test_bucket_typo_suggests_the_column(
     spark: Any, workspace: str, write_table: Any, make_job: Any
 ) -> None:
-    job = make_job(workspace, buckets={"u": {"features": ["tagz"]}})
+    job = make_job("encode", workspace, buckets={"u": {"features": ["tagz"]}})
     write_table(job.layout.raw("ctr", DATE), ROWS, SCHEMA)
     with pytest.raises(UnknownFeatureError, match="did you mean 'tags'"):
         encode.run(spark, job)

@@ -3,8 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.artifacts import DEMO_TABLES
 from spark_jobs import demo_data, merge
 from spark_jobs.merge import ColumnConflictError, DuplicateKeyError, MergeError
 from spark_jobs.paths import PartitionNotFoundError, PlaceholderError
@@ -31,7 +33,7 @@ def seeded(workspace: str, write_table: Any) -> str:
 
 def test_demo_round_trip(pipeline: Any, spark: Any) -> None:
     result = pipeline.merge
-    raw_uri = pipeline.job().layout.raw("ctr", DATE)
+    raw_uri = pipeline.job("merge").layout.raw("ctr", DATE)
     assert result["output"] == raw_uri
     assert result["rows"] == DEMO_ROWS
     assert storage.is_complete(raw_uri)
@@ -61,6 +63,7 @@ def test_sources_join_on_their_keys(
     write_table(f"{seeded}/up/a/dt={DATE}", [(1, 10.0), (3, 30.0), (9, 90.0)], "uid long, x double")
     write_table(f"{seeded}/up/b/dt=20260101", [(2, "b")], "uid long, y string")
     job = make_job(
+        "merge",
         seeded,
         options=options(
             ("a", "{workspace}/up/a/dt={date}"), ("b", "{workspace}/up/b/dt={date_nodash}")
@@ -76,14 +79,16 @@ def test_duplicate_keys_name_the_source_and_a_key(
     spark: Any, seeded: str, write_table: Any, make_job: Any
 ) -> None:
     write_table(f"{seeded}/up/a/dt={DATE}", [(1, 1.0), (2, 2.0), (2, 2.5)], "uid long, x double")
-    job = make_job(seeded, options=options(("clicks", "{workspace}/up/a/dt={date}")))
+    job = make_job("merge", seeded, options=options(("clicks", "{workspace}/up/a/dt={date}")))
     with pytest.raises(DuplicateKeyError, match=r"source 'clicks' .*\{'uid': 2\} appears 2 times"):
         merge.run(spark, job)
     assert not storage.exists(job.layout.raw("ctr", DATE))
 
 
 def test_missing_upstream_names_the_path(spark: Any, seeded: str, make_job: Any) -> None:
-    job = make_job(seeded, options=options(("profile", "{workspace}/up/profile/dt={date}")))
+    job = make_job(
+        "merge", seeded, options=options(("profile", "{workspace}/up/profile/dt={date}"))
+    )
     expected = f"{seeded}/up/profile/dt={DATE}"
     with pytest.raises(PartitionNotFoundError, match=f"source 'profile'.*{expected}"):
         merge.run(spark, job)
@@ -95,7 +100,7 @@ def test_upstream_without_success_marker_is_refused(spark: Any, seeded: str, mak
     spark.createDataFrame([(1, 1.0)], "uid long, x double").write.parquet(uri)
     filesystem, marker = storage.resolve(f"{uri}/_SUCCESS")
     filesystem.delete_file(marker)  # as if the upstream writer were still running
-    job = make_job(seeded, options=options(("half", "{workspace}/up/half/dt={date}")))
+    job = make_job("merge", seeded, options=options(("half", "{workspace}/up/half/dt={date}")))
     with pytest.raises(PartitionNotFoundError, match=f"source 'half'.*{uri} is incomplete"):
         merge.run(spark, job)
 
@@ -106,6 +111,7 @@ def test_a_column_in_two_sources_names_both(
     write_table(f"{seeded}/up/a/dt={DATE}", [(1, 1.0)], "uid long, age double")
     write_table(f"{seeded}/up/b/dt={DATE}", [(1, 2.0)], "uid long, AGE double")
     job = make_job(
+        "merge",
         seeded,
         options=options(
             ("first", "{workspace}/up/a/dt={date}"), ("second", "{workspace}/up/b/dt={date}")
@@ -120,28 +126,39 @@ def test_seed_needs_keys_and_labels(spark: Any, workspace: str, write_table: Any
     with pytest.raises(
         MergeError, match=r"the seed .* no primary key / label column\(s\) \['label'\]"
     ):
-        merge.run(spark, make_job(workspace, options=options()))
+        merge.run(spark, make_job("merge", workspace, options=options()))
 
 
 def test_bad_options_are_named(spark: Any, seeded: str, make_job: Any) -> None:
     with pytest.raises(PlaceholderError, match=r"\{ds\}"):
-        merge.run(spark, make_job(seeded, options=options(("a", "{workspace}/a/{ds}"))))
+        merge.run(spark, make_job("merge", seeded, options=options(("a", "{workspace}/a/{ds}"))))
+    # The options model refuses the rest when the job document is parsed, before any Spark work.
     bad = options()
     bad["sources"] = [{"name": "a", "path": "/x", "joinKeys": ["uid"]}]
-    with pytest.raises(MergeError, match=r"merge source 'a': unknown keys \['joinKeys'\]"):
-        merge.run(spark, make_job(seeded, options=bad))
-    with pytest.raises(MergeError, match="need 'seed"):
-        merge.run(spark, make_job(seeded, options={"sources": []}))
+    with pytest.raises(ValidationError, match=r"sources\.0\.joinKeys\s+Extra inputs"):
+        make_job("merge", seeded, options=bad)
+    with pytest.raises(ValidationError, match=r"seed\s+Field required"):
+        make_job("merge", seeded, options={"sources": []})
+    with pytest.raises(ValidationError, match="exactly one of 'path' or 'sql'"):
+        make_job("merge", seeded, options={"seed": {"path": "/a", "sql": "/b.sql"}})
+
+
+def test_a_source_named_like_another_input_is_refused(
+    spark: Any, seeded: str, make_job: Any
+) -> None:
+    job = make_job("merge", seeded, options=options(("seed", "/a"), ("b", "/b")))
+    with pytest.raises(MergeError, match=r"sources\[0\]: the name 'seed' is already used"):
+        merge.run(spark, job)
 
 
 def test_demo_merge_options_match_the_demo_tables() -> None:
     names = [s["name"] for s in demo_data.merge_options()["sources"]]
-    assert names == list(demo_data.TABLES[1:])
+    assert names == list(DEMO_TABLES[1:])
 
 
 def test_key_types_must_match(spark: Any, seeded: str, write_table: Any, make_job: Any) -> None:
     write_table(f"{seeded}/up/a/dt={DATE}", [("1", 1.0)], "uid string, x double")
-    job = make_job(seeded, options=options(("a", "{workspace}/up/a/dt={date}")))
+    job = make_job("merge", seeded, options=options(("a", "{workspace}/up/a/dt={date}")))
     with pytest.raises(
         MergeError, match="source 'a' .*key 'uid' is string but the seed's is bigint"
     ):

@@ -46,7 +46,7 @@ def test_dependencies_sql_seed_and_steps(
             {"fill_missing": {"by_type": {"string": "?"}, "columns": {"age": -1}}},
         ],
     }
-    result = merge.run(spark, make_job(workspace, options=options))
+    result = merge.run(spark, make_job("merge", workspace, options=options))
     assert result["dependencies"]["profile"].endswith("dt=2025-12-31")
     rows = {r["uid"]: r.asDict() for r in spark.read.parquet(result["output"]).collect()}
     assert rows[1] == {
@@ -63,4 +63,4 @@ def test_dependencies_sql_seed_and_steps(
 
     options["dependencies"]["profile"]["degrade_days"] = 0
     with pytest.raises(UpstreamMissingError, match=r"tried: .*dt=2026-01-01: absent"):
-        merge.run(spark, make_job(workspace, options=options))
+        merge.run(spark, make_job("merge", workspace, options=options))

@@ -8,8 +8,8 @@ from dlflow_airflow.contract import storage
 from spark_jobs.paths import (
     PartitionNotFoundError,
     PlaceholderError,
+    Staging,
     discard,
-    latest_partition,
     render_path,
     require_complete,
 )
@@ -46,17 +46,18 @@ def test_require_complete_names_the_path(tmp_path: Path) -> None:
         require_complete(f"file://{tmp_path}/half", "source 'x'")
 
 
-def test_latest_partition_skips_incomplete_future_and_staging(tmp_path: Path) -> None:
+def test_latest_complete_skips_incomplete_future_and_staging(tmp_path: Path) -> None:
+    """The jobs' one "newest complete partition" rule lives in contract.storage."""
     root = f"file://{tmp_path}/model/TAG=m"
     for day, complete in [("2026-01-01", True), ("2026-01-03", False), ("2026-01-05", True)]:
         storage.write_text(f"{root}/dt={day}/model.keras", "x")
         if complete:
             storage.write_text(f"{root}/dt={day}/_SUCCESS", "")
     storage.write_text(f"{root}/_staging/dt=2026-01-04-abc/_SUCCESS", "")
-    assert latest_partition(root, "2026-01-04") == f"{root}/dt=2026-01-01"
-    assert latest_partition(root, "2026-01-05") == f"{root}/dt=2026-01-05"
-    assert latest_partition(root, "2025-12-31") is None
-    assert latest_partition(f"file://{tmp_path}/absent", "2026-01-05") is None
+    assert storage.latest_complete(root, "2026-01-04") == f"{root}/dt=2026-01-01"
+    assert storage.latest_complete(root, "2026-01-05") == f"{root}/dt=2026-01-05"
+    assert storage.latest_complete(root, "2025-12-31") is None
+    assert storage.latest_complete(f"file://{tmp_path}/absent", "2026-01-05") is None
 
 
 def test_discard_removes_a_folder_and_ignores_a_missing_one(tmp_path: Path) -> None:
@@ -64,3 +65,18 @@ def test_discard_removes_a_folder_and_ignores_a_missing_one(tmp_path: Path) -> N
     discard(f"file://{tmp_path}/stage")
     discard(f"file://{tmp_path}/stage")
     assert not (tmp_path / "stage").exists()
+
+
+def test_staging_commits_in_order_or_discards(tmp_path: Path) -> None:
+    first, second = f"file://{tmp_path}/a/dt=2026-01-01", f"file://{tmp_path}/b/dt=2026-01-01"
+    with Staging() as staging:
+        storage.write_text(f"{staging.folder(first)}/part", "1")
+        storage.write_text(f"{staging.folder(second)}/part", "2")
+        staging.commit()
+    assert storage.is_complete(first) and storage.read_text(f"{second}/part") == "2"
+
+    with pytest.raises(RuntimeError, match="boom"), Staging() as staging:
+        storage.write_text(f"{staging.folder(first)}/part", "new")
+        raise RuntimeError("boom")
+    assert storage.read_text(f"{first}/part") == "1"  # the committed partition is untouched
+    assert storage.list_names(f"file://{tmp_path}/a/_staging") == []

@@ -6,8 +6,9 @@ import pytest
 
 from dlflow_airflow.contract import storage
 from dlflow_airflow.contract.fmap import FeatureMap
+from dlflow_airflow.contract.model_resolution import blessed_marker
 from spark_jobs import predict
-from spark_jobs.predict import PredictError, resolve_model
+from spark_jobs.predict import PredictError, predict_io
 from tf_jobs.model_io import ModelNotFoundError, save_model
 
 from .conftest import DATE, DEMO_ROWS, NEXT_DATE
@@ -52,13 +53,23 @@ def commit_model(model: Any, partition: str) -> None:
     storage.commit(staging, partition)
 
 
+def copy_encoded(spark: Any, pipeline: Any, date: str, rows: int | None = None) -> str:
+    """A committed encoded partition for ``date``: the pipeline's (its first ``rows`` rows)."""
+    uri = pipeline.job("predict", date).layout.encoded("ctr", date)
+    frame = spark.read.parquet(pipeline.encode["output"])
+    staging = storage.staging_uri(uri)
+    (frame if rows is None else frame.limit(rows)).write.parquet(staging)
+    storage.commit(staging, uri)
+    return uri
+
+
 @pytest.fixture(scope="module")
 def fmap(pipeline: Any) -> FeatureMap:
     return FeatureMap.load(pipeline.encode["fmap"])
 
 
 def test_predict_scores_every_row(pipeline: Any, spark: Any, fmap: FeatureMap) -> None:
-    job = pipeline.job(options={"batch_size": 512})
+    job = pipeline.job("predict", options={"batch_size": 512})
     commit_model(tiny_model(fmap), job.layout.model("dnn", DATE))
     result = predict.run(spark, job)
     assert result == {
@@ -84,26 +95,30 @@ def test_predict_scores_every_row(pipeline: Any, spark: Any, fmap: FeatureMap) -
     assert encoded_uids.subtract(scores.select("uid")).count() == 0
 
 
-def test_latest_model_is_the_newest_blessed_up_to_the_date(pipeline: Any, fmap: FeatureMap) -> None:
-    from dlflow_airflow.contract.model_resolution import blessed_marker
-
-    job = pipeline.job(model_date="latest")
+def test_latest_model_is_the_newest_blessed_up_to_the_date(
+    pipeline: Any, spark: Any, fmap: FeatureMap
+) -> None:
+    job = pipeline.job("predict", model_date="latest")
     partition = job.layout.model("dnn", DATE)
     if not storage.is_complete(partition):
         commit_model(tiny_model(fmap), partition)
     storage.write_text(blessed_marker(partition), "")
-    assert resolve_model(job) == (partition, DATE)
-    # A newer model that missed the evaluate gate is not taken.
-    later = pipeline.job(NEXT_DATE, model_date="latest")
+    result = predict.run(spark, job)
+    assert result["model"] == partition and result["rows"] == DEMO_ROWS
+    # A newer model that missed the evaluate gate is not taken, nor is its date's fmap.
+    later = pipeline.job("predict", NEXT_DATE, model_date="latest")
     commit_model(tiny_model(fmap), job.layout.model("dnn", NEXT_DATE))
-    assert resolve_model(later) == (partition, DATE)
-    earlier = pipeline.job("2025-12-31", model_date="latest")
+    copy_encoded(spark, pipeline, NEXT_DATE, rows=10)
+    paths = predict_io(later)
+    assert (paths.model, paths.femodel) == (partition, job.layout.femodel("ctr", DATE))
+    assert paths.output == job.layout.predict("dnn", NEXT_DATE)
+    earlier = pipeline.job("predict", "2025-12-31", model_date="latest")
     with pytest.raises(ModelNotFoundError, match="dated on or before 2025-12-31"):
-        resolve_model(earlier)
+        predict_io(earlier)
 
 
 def test_missing_model_names_the_path(pipeline: Any, spark: Any) -> None:
-    job = pipeline.job(model_date="2026-01-05")
+    job = pipeline.job("predict", model_date="2026-01-05")
     expected = job.layout.model("dnn", "2026-01-05")
     root = job.layout.root("predict", "dnn")
     before = (storage.list_names(root), storage.list_names(f"{root}/_staging"))
@@ -115,7 +130,7 @@ def test_missing_model_names_the_path(pipeline: Any, spark: Any) -> None:
 def test_model_input_missing_from_the_encoded_table_is_named(
     pipeline: Any, spark: Any, fmap: FeatureMap
 ) -> None:
-    job = pipeline.job(model_date="2025-12-30")
+    job = pipeline.job("predict", model_date="2025-12-30")
     commit_model(tiny_model(fmap, {"user_ctgs": "user_ids"}), job.layout.model("dnn", "2025-12-30"))
     # The fmap of that model date is the one the encoded table was made with.
     storage.write_text(f"{job.layout.femodel('ctr', '2025-12-30')}/fmap.json", fmap.to_json())
@@ -126,7 +141,7 @@ def test_model_input_missing_from_the_encoded_table_is_named(
 def test_lost_rows_fail_and_commit_nothing(
     pipeline: Any, spark: Any, fmap: FeatureMap, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    job = pipeline.job(model_date="2025-12-29")
+    job = pipeline.job("predict", model_date="2025-12-29")
     commit_model(tiny_model(fmap), job.layout.model("dnn", "2025-12-29"))
     storage.write_text(f"{job.layout.femodel('ctr', '2025-12-29')}/fmap.json", fmap.to_json())
     scorer = predict.score_frame
@@ -141,7 +156,7 @@ def test_lost_rows_fail_and_commit_nothing(
 
 def model_at(pipeline: Any, fmap: FeatureMap, model_date: str, model: Any) -> Any:
     """A job whose model date holds ``model`` and the pipeline's fmap."""
-    job = pipeline.job(model_date=model_date)
+    job = pipeline.job("predict", model_date=model_date)
     if not storage.is_complete(job.layout.model("dnn", model_date)):
         commit_model(model, job.layout.model("dnn", model_date))
         storage.write_text(f"{job.layout.femodel('ctr', model_date)}/fmap.json", fmap.to_json())
@@ -152,7 +167,7 @@ def test_every_model_output_gets_a_column_and_pass_through_follows(
     pipeline: Any, spark: Any, fmap: FeatureMap
 ) -> None:
     model_at(pipeline, fmap, "2025-12-28", tiny_model(fmap, two_outputs=True))
-    job = pipeline.job(model_date="2025-12-28", options={"pass_through": ["label"]})
+    job = pipeline.job("predict", model_date="2025-12-28", options={"pass_through": ["label"]})
     result = predict.run(spark, job)
     assert result["rows"] == DEMO_ROWS
     scores = spark.read.parquet(result["output"])
@@ -175,10 +190,10 @@ def test_pass_through_of_an_unknown_column_is_named(
     pipeline: Any, spark: Any, fmap: FeatureMap
 ) -> None:
     model_at(pipeline, fmap, "2025-12-28", tiny_model(fmap, two_outputs=True))
-    job = pipeline.job(model_date="2025-12-28", options={"pass_through": ["lable"]})
+    job = pipeline.job("predict", model_date="2025-12-28", options={"pass_through": ["lable"]})
     with pytest.raises(PredictError, match=r"pass_through names \['lable'\]"):
         predict.run(spark, job)
-    clash = pipeline.job(model_date="2025-12-28", options={"pass_through": ["uid"]})
+    clash = pipeline.job("predict", model_date="2025-12-28", options={"pass_through": ["uid"]})
     with pytest.raises(PredictError, match="'uid' would be both a primary key"):
         predict.run(spark, clash)
 
@@ -219,25 +234,22 @@ def test_model_is_loaded_once_per_python_worker(
 @pytest.fixture(scope="module")
 def empty_date(pipeline: Any, spark: Any) -> str:
     """A committed encoded partition with no rows, for ``2026-01-03``."""
-    date = "2026-01-03"
-    job = pipeline.job(date)
-    uri = job.layout.encoded("ctr", date)
-    staging = storage.staging_uri(uri)
-    spark.read.parquet(pipeline.encode["output"]).limit(0).write.parquet(staging)
-    storage.commit(staging, uri)
-    return date
+    copy_encoded(spark, pipeline, "2026-01-03", rows=0)
+    return "2026-01-03"
 
 
 def test_empty_input_is_an_error_unless_allowed(
     pipeline: Any, spark: Any, fmap: FeatureMap, empty_date: str
 ) -> None:
     model_at(pipeline, fmap, "2025-12-27", tiny_model(fmap))
-    job = pipeline.job(empty_date, model_date="2025-12-27")
+    job = pipeline.job("predict", empty_date, model_date="2025-12-27")
     with pytest.raises(PredictError, match="has no rows; nothing to predict.*allow_empty: true"):
         predict.run(spark, job)
     assert not storage.exists(job.layout.predict("dnn", empty_date))
 
-    allowed = pipeline.job(empty_date, model_date="2025-12-27", options={"allow_empty": True})
+    allowed = pipeline.job(
+        "predict", empty_date, model_date="2025-12-27", options={"allow_empty": True}
+    )
     result = predict.run(spark, allowed)
     assert result["rows"] == 0
     assert storage.is_complete(result["output"])

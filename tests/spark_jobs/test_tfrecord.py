@@ -127,7 +127,7 @@ def test_encode_tfrecords_read_back_like_the_parquet(
 ) -> None:
     import tensorflow as tf
 
-    job = pipeline.job(options={"tfrecord": True, "tfrecord_compression": compression})
+    job = pipeline.job("encode", options={"tfrecord": True, "tfrecord_compression": compression})
     result = encode.run(spark, job)
     assert result["fmap_reused"] and result["tfrecord"] == job.layout.tfrecord("ctr", DATE)
     assert storage.is_complete(result["tfrecord"])

@@ -117,12 +117,17 @@ class Workspace:
         self,
         date: str = TRAIN_DATE,
         *,
+        kind: str = "train",
         model_name: str = "dnn_binary_classifier",
         params: dict[str, Any] | None = None,
         labels: tuple[str, ...] = ("label",),
         model_date: str = TRAIN_DATE,
         options: dict[str, Any] | None = None,
     ) -> JobConfig:
+        """The ``kind`` job's document (``train`` or ``evaluate``), parsed as that job parses it.
+
+        No ``stage``: ``kind`` supplies the stage's default tags, like a job run by hand.
+        """
         return JobConfig.from_body(
             date,
             {
@@ -136,6 +141,7 @@ class Workspace:
                 },
                 "options": {"threads": 2, **(options or {})},
             },
+            job=kind,
         )
 
 

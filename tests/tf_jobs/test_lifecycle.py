@@ -44,13 +44,15 @@ def _blessed_file(ws: Workspace, date: str = TRAIN_DATE) -> Path:
 
 def test_gate_blesses_then_unblesses_and_names_the_miss(small: Workspace, capsys) -> None:
     train.run(small.job(params=PARAMS))
-    passed = evaluate.run(small.job(EVAL_DATE, options={"gate": {"auc": {"min": 0.7}}}))
+    passed = evaluate.run(
+        small.job(EVAL_DATE, kind="evaluate", options={"gate": {"auc": {"min": 0.7}}})
+    )
     assert passed["blessed"] is True
     assert json.loads(_blessed_file(small).read_text())["evaluated_on"] == EVAL_DATE
 
     capsys.readouterr()
     gate = {"auc": {"min": 0.999}, "log_loss": {"max": 0.01}, "accuracy": {"min": 0.5}}
-    missed = evaluate.run(small.job(EVAL_DATE, options={"gate": gate}))
+    missed = evaluate.run(small.job(EVAL_DATE, kind="evaluate", options={"gate": gate}))
     assert missed["blessed"] is False
     assert not _blessed_file(small).exists()
     out = capsys.readouterr().out
@@ -69,9 +71,24 @@ def test_gate_miss_can_fail_the_task(small: Workspace) -> None:
     train.run(small.job(params=PARAMS))
     options = {"gate": {"auc": {"min": 0.999}}, "gate_miss": "fail"}
     with pytest.raises(GateMissedError, match=r"auc 0\.\d{4} < min 0.999"):
-        evaluate.run(small.job(EVAL_DATE, options=options))
+        evaluate.run(small.job(EVAL_DATE, kind="evaluate", options=options))
     # The metrics are still committed: the miss is on record.
     assert (Path(local_path(small.layout.evaluate(MODEL_TAG, EVAL_DATE))) / "metrics.json").exists()
+
+
+def test_evaluate_latest_passes_over_an_unblessed_model_like_predict(small: Workspace) -> None:
+    one_epoch = {**PARAMS, "epochs": 1}
+    train.run(small.job(params=one_epoch))
+    latest = small.job(EVAL_DATE, kind="evaluate", model_date="latest")
+    with pytest.raises(ModelNotFoundError, match="complete but not blessed: 2026-01-01"):
+        evaluate.run(latest)
+    assert evaluate.run(small.job(EVAL_DATE, kind="evaluate"))["blessed"] is True
+    # A newer model, not evaluated yet: latest still means the blessed one.
+    make_fmap(EVAL_DATE).save(small.layout.femodel(FEATURE_TAG, EVAL_DATE))
+    train.run(small.job(EVAL_DATE, params=one_epoch, model_date=EVAL_DATE))
+    result = evaluate.run(latest)
+    assert result["model_date"] == TRAIN_DATE
+    assert result["blessed"] is True
 
 
 def test_fmap_that_does_not_match_the_manifest_is_refused(small: Workspace) -> None:
@@ -90,7 +107,7 @@ def test_fmap_that_does_not_match_the_manifest_is_refused(small: Workspace) -> N
         small.layout.femodel(FEATURE_TAG, TRAIN_DATE)
     )
     with pytest.raises(FmapError, match="was trained with fmap .* but the fmap of ctr_v1/"):
-        evaluate.run(small.job(EVAL_DATE))
+        evaluate.run(small.job(EVAL_DATE, kind="evaluate"))
 
 
 def test_warm_start_latest_starts_from_the_previous_model(small: Workspace) -> None:

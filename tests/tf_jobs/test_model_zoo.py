@@ -46,6 +46,7 @@ def test_dnn_regressor_trains_and_evaluates_mse_mae_r2(fresh_workspace: Workspac
     result = evaluate.run(
         fresh_workspace.job(
             EVAL_DATE,
+            kind="evaluate",
             model_name="dnn_regressor",
             params=params,
             options={"gate": {"r2": {"min": 0.5}}},
@@ -76,7 +77,9 @@ def test_deepfm_learns_the_ctr_signal(fresh_workspace: Workspace) -> None:
     trained = train.run(fresh_workspace.job(model_name="deepfm", params=params))
     manifest = json.loads((Path(local_path(trained["model"])) / "manifest.json").read_text())
     assert manifest["model"]["name"] == "deepfm"
-    result = evaluate.run(fresh_workspace.job(EVAL_DATE, model_name="deepfm", params=params))
+    result = evaluate.run(
+        fresh_workspace.job(EVAL_DATE, kind="evaluate", model_name="deepfm", params=params)
+    )
     assert result["auc"] > 0.8
 
 

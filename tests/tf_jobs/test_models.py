@@ -15,7 +15,7 @@ def test_unknown_model_lists_known_ones() -> None:
         ModelConfigError, match="known models: deepfm, dnn_binary_classifier, dnn_regressor"
     ) as info:
         models.get_model("dnn_binary_clasifier")
-    assert "Did you mean 'dnn_binary_classifier'" in str(info.value)
+    assert "; did you mean 'dnn_binary_classifier'?" in str(info.value)
 
 
 def test_defaults_and_overrides() -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from dlflow_airflow.contract.artifacts import ContractError
 from dlflow_airflow.contract.jobconf import job_argv, parse_result
 from dlflow_airflow.contract.layout import local_path
 from tests.tf_jobs.conftest import (
@@ -25,6 +26,7 @@ from tests.tf_jobs.conftest import (
     write_partition,
 )
 from tf_jobs import evaluate, model_io, train
+from tf_jobs.gate import record_blessing
 from tf_jobs.inputs import EncodedDataError
 from tf_jobs.model_io import ModelNotFoundError
 from tf_jobs.models import ModelConfigError
@@ -79,7 +81,7 @@ def test_saved_model_loads_with_encoded_column_inputs(
 
 
 def test_evaluate_writes_metrics(workspace: Workspace, trained: dict[str, Any]) -> None:
-    result = evaluate.run(workspace.job(EVAL_DATE))
+    result = evaluate.run(workspace.job(EVAL_DATE, kind="evaluate"))
     final = workspace.layout.evaluate(MODEL_TAG, EVAL_DATE)
     assert result["output"] == final
     assert result["rows"] == EVAL_ROWS
@@ -104,19 +106,22 @@ def test_evaluate_writes_metrics(workspace: Workspace, trained: dict[str, Any]) 
     assert (model_folder / "BLESSED").exists()
 
 
-def test_evaluate_latest_picks_the_newest_model(
+def test_evaluate_latest_picks_the_newest_blessed_model(
     workspace: Workspace, trained: dict[str, Any]
 ) -> None:
-    result = evaluate.run(workspace.job(EVAL_DATE, model_date="latest"))
+    # latest means the newest *blessed* model (predict's rule); bless it here so
+    # the test does not depend on test_evaluate_writes_metrics running first.
+    record_blessing(trained["model"], True, {"evaluated_on": "test"})
+    result = evaluate.run(workspace.job(EVAL_DATE, kind="evaluate", model_date="latest"))
     assert result["model_date"] == TRAIN_DATE
     with pytest.raises(ModelNotFoundError, match="dated on or before 2025-12-31"):
-        evaluate.resolve_model_date(workspace.job("2025-12-31", model_date="latest"))
+        evaluate.run(workspace.job("2025-12-31", kind="evaluate", model_date="latest"))
 
 
 def test_evaluate_without_model_names_the_path(fresh_workspace: Workspace) -> None:
     write_partition(fresh_workspace.layout.encoded(FEATURE_TAG, TRAIN_DATE), encoded_table(50, 0))
     with pytest.raises(ModelNotFoundError) as info:
-        evaluate.run(fresh_workspace.job())
+        evaluate.run(fresh_workspace.job(kind="evaluate"))
     assert fresh_workspace.layout.model(MODEL_TAG, TRAIN_DATE) in str(info.value)
 
 
@@ -130,6 +135,12 @@ def test_unknown_model_name(workspace: Workspace) -> None:
 def test_unknown_param(workspace: Workspace) -> None:
     with pytest.raises(ModelConfigError, match="accepted params: batch_size, dropout"):
         train.run(workspace.job(params={"layers": [8]}))
+
+
+def test_train_refuses_model_date_latest(workspace: Workspace) -> None:
+    # The artifact contract: train writes a model for a date, which 'latest' cannot name.
+    with pytest.raises(ContractError, match="writes TRAINED_MODEL for a model date"):
+        train.run(workspace.job(model_date="latest"))
 
 
 def test_missing_input_names_the_path(fresh_workspace: Workspace) -> None:
@@ -201,3 +212,39 @@ def test_subprocess_config_error_is_one_line(fresh_workspace: Workspace) -> None
     assert "ERROR ModelConfigError: unknown model 'nope'" in completed.stderr
     assert "Traceback" not in completed.stderr
     assert "DLFLOW_RESULT" not in completed.stdout
+
+
+def test_subprocess_invalid_option_is_one_line(fresh_workspace: Workspace) -> None:
+    body = fresh_workspace.job().body()
+    body["options"]["warm_start"] = "yesterday"
+    completed = subprocess.run(
+        [sys.executable, "-m", "tf_jobs.train", *job_argv(TRAIN_DATE, body)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 1
+    errors = completed.stderr.strip().splitlines()
+    assert errors == [
+        "ERROR ValidationError: TrainOptions: warm_start: "
+        "Value error, expected 'none', 'latest' or a model date YYYY-MM-DD"
+    ]
+    assert "DLFLOW_RESULT" not in completed.stdout
+
+
+def test_evaluate_does_not_import_train() -> None:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, tf_jobs.evaluate; assert 'tf_jobs.train' not in sys.modules",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
