@@ -166,12 +166,13 @@ def main() -> None:
 
         import tensorflow as tf
 
-        from tf_jobs import inputs, tfrecord_input, train
+        from tf_jobs import inputs, models, tfrecord_input
         from tf_jobs.batches import inputs_from_arrow, labels_from_arrow
+        from tf_jobs.harness import configure_tensorflow
 
-        train.configure_tensorflow(None, 7)
+        configure_tensorflow(None, 7)
         params = {
-            **train.models.TRAIN_DEFAULTS,
+            **models.TRAIN_DEFAULTS,
             "batch_size": args.batch_size,
             "hidden_units": [64, 32],
             "embedding_dim": 8,

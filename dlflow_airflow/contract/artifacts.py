@@ -223,11 +223,16 @@ class StageIO:
         return self.by_role(Role.WRITE)
 
     def get(self, tag: str) -> Partition:
-        """The partition of ``tag`` (KeyError naming the stage's tags if it has none)."""
+        """The partition of ``tag``.
+
+        :raises ContractError: the stage's tags name no such partition (a hand-written
+            job document without the tag in its needs or produces).
+        """
         for partition in self.partitions:
             if partition.tag == tag:
                 return partition
-        raise KeyError(f"no partition for {tag}; this stage has {[p.tag for p in self.partitions]}")
+        have = ", ".join(p.tag for p in self.partitions) or "none"
+        raise ContractError(f"the stage has no {tag} partition (its partitions: {have})")
 
     def has(self, tag: str) -> bool:
         return any(p.tag == tag for p in self.partitions)

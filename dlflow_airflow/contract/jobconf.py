@@ -76,7 +76,10 @@ class JobConfig:
             the stage when the document has no ``stage`` (a job run by hand).
         """
         stage_doc = body.get("stage")
-        job = job or (stage_doc or {}).get("job")
+        named = (stage_doc or {}).get("job")
+        if job and named and job != named:
+            raise ValueError(f"the job document is for the {named!r} job, not {job!r}")
+        job = job or named
         options_model = JOB_OPTIONS.get(job or "", UserOptions)
         options = options_model.model_validate(body.get("options", {}))
         if stage_doc is None:

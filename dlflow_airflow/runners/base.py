@@ -33,7 +33,6 @@ _RUNNERS: dict[str, tuple[str, str, str | None]] = {
 TF_JOBS = ("train", "evaluate")
 
 
-
 class JobFailedError(RuntimeError):
     """The job exited with an error; the message carries the tail of its output."""
 
