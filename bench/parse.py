@@ -30,7 +30,8 @@ COUNTS = (1, 10, 100)
 
 _PROBE = """
 import importlib.util, json, sys, time
-import airflow.sdk, dlflow_airflow.pipeline.factory, dlflow_airflow.pipeline.loader  # preloaded, as in Airflow
+# preloaded, as in Airflow
+import airflow.sdk, dlflow_airflow.pipeline.factory, dlflow_airflow.pipeline.loader  # noqa: E401
 spec = importlib.util.spec_from_file_location("dlflow_pipelines", sys.argv[1])
 module = importlib.util.module_from_spec(spec)
 start = time.perf_counter()

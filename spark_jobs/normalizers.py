@@ -15,6 +15,8 @@ from __future__ import annotations
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from dlflow_airflow.contract.schema import method_params
+
 METHODS = ("minmax", "zscore", "pnorm")
 FITTED = {"minmax": ("min", "max"), "zscore": ("mean", "std")}
 
@@ -44,15 +46,15 @@ def normalize(
     """The bucket's numeric vector, position by position."""
     if not encode:
         return [F.coalesce(v, F.lit(0.0)) for v in values]
+    params = method_params(method, params)
     if method == "minmax":
-        low, high = float(params.get("min", 0.0)), float(params.get("max", 1.0))
+        low, high = float(params["min"]), float(params["max"])
         return [
             _minmax(v, s.get("min"), s.get("max"), low, high)
             for v, s in zip(values, stats, strict=True)
         ]
     if method == "zscore":
-        with_mean = bool(params.get("with_mean", True))
-        with_std = bool(params.get("with_std", True))
+        with_mean, with_std = bool(params["with_mean"]), bool(params["with_std"])
         return [_zscore(v, s, with_mean, with_std) for v, s in zip(values, stats, strict=True)]
     raise ValueError(f"method {method!r} is not position-wise")
 

@@ -19,14 +19,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from dlflow_airflow.contract.artifacts import JOBS, StageRef, job_tags
 from dlflow_airflow.contract.layout import Layout, check_date
 from dlflow_airflow.contract.options import JOB_OPTIONS
-from dlflow_airflow.contract.schema import BucketSpec, FeatureSpec, ModelSpec
+from dlflow_airflow.contract.schema import BucketSpec, FeatureSpec, ModelSpec, Name
 
 RESULT_PREFIX = "DLFLOW_RESULT "
+# Validated as one mapping, so an error names the bucket (``user.method``).
+_BUCKETS = TypeAdapter(dict[Name, BucketSpec])
 # Where a container job also writes its result, for the provider's XCom mechanism.
 RESULT_FILE_ENV = "DLFLOW_RESULT_FILE"
 
@@ -95,10 +97,7 @@ class JobConfig:
             feature=FeatureSpec.model_validate(body["feature"]),
             model=ModelSpec.model_validate(body["model"]),
             stage=stage,
-            buckets={
-                name: BucketSpec.model_validate(doc)
-                for name, doc in (body.get("buckets") or {}).items()
-            },
+            buckets=_BUCKETS.validate_python(body.get("buckets") or {}),
             options=options,
         )
 

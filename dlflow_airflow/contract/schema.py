@@ -87,16 +87,24 @@ class BucketSpec(StrictModel):
                 f"params {unknown} do not apply to method {self.method!r}; "
                 f"allowed: {', '.join(allowed)}"
             )
-        low, high = self.params.get("min", 0.0), self.params.get("max", 1.0)
-        if self.method == "minmax" and not float(low) < float(high):
-            raise ValueError(f"params.min ({low}) must be below params.max ({high})")
-        if self.method == "pnorm" and float(self.params.get("p", 2)) < 1:
-            raise ValueError(f"params.p must be at least 1, got {self.params['p']}")
+        params = method_params(self.method, self.params)
+        if self.method == "minmax" and not float(params["min"]) < float(params["max"]):
+            raise ValueError(
+                f"params.min ({params['min']}) must be below params.max ({params['max']})"
+            )
+        if self.method == "pnorm" and float(params["p"]) < 1:
+            raise ValueError(f"params.p must be at least 1, got {params['p']}")
         return self
 
 
-BUCKET_PARAMS: dict[str, tuple[str, ...]] = {
-    "minmax": ("min", "max"),
-    "zscore": ("with_mean", "with_std"),
-    "pnorm": ("p",),
+BUCKET_PARAMS: dict[str, dict[str, float | bool]] = {
+    "minmax": {"min": 0.0, "max": 1.0},
+    "zscore": {"with_mean": True, "with_std": True},
+    "pnorm": {"p": 2.0},
 }
+"""Each normalisation method's parameters and their defaults."""
+
+
+def method_params(method: str, given: dict[str, Any]) -> dict[str, Any]:
+    """A method's parameters: the defaults overlaid with ``given`` (an fmap's or a bucket's)."""
+    return {**BUCKET_PARAMS.get(method, {}), **given}

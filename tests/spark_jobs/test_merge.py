@@ -33,7 +33,7 @@ def seeded(workspace: str, write_table: Any) -> str:
 
 def test_demo_round_trip(pipeline: Any, spark: Any) -> None:
     result = pipeline.merge
-    raw_uri = pipeline.job("merge").layout.raw("ctr", DATE)
+    raw_uri = pipeline.job("encode").layout.raw("ctr", DATE)  # what encode reads
     assert result["output"] == raw_uri
     assert result["rows"] == DEMO_ROWS
     assert storage.is_complete(raw_uri)

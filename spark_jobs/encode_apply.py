@@ -1,0 +1,164 @@
+"""Apply a fitted fmap to a raw-feature frame: every transform a Spark expression.
+
+Numeric features become one ``array<float>`` per bucket, normalised with the
+fitted statistics (:mod:`spark_jobs.normalizers`). Categoricals use a
+literal-map lookup (small vocabularies) or a broadcast join (large ones),
+with distinct reserved ids for unseen values and nulls
+(:class:`~dlflow_airflow.contract.fmap.IdLayout`). Output columns are exactly
+the primary keys, the labels and :meth:`FeatureMap.input_columns`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from dlflow_airflow.contract.fmap import (
+    FORMAT_VERSION,
+    ID_LAYOUTS,
+    Bucket,
+    Feature,
+    FeatureMap,
+    IdLayout,
+    Normalizers,
+)
+from dlflow_airflow.contract.schema import FeatureSpec, method_params
+from spark_jobs.feature_types import (
+    EncodeError,
+    UnknownFeatureError,
+    column_type,
+    dtype_category,
+    element_values,
+    feature_fields,
+)
+from spark_jobs.normalizers import normalize, pnorm
+
+log = logging.getLogger(__name__)
+
+# Vocabularies up to this size become a literal map in the plan; larger ones
+# are looked up through a broadcast hash join, since a map lookup scans its
+# keys. Measured (2M rows, 2 cores): even at ~30 values, the join 2x faster at
+# 200, 4x at 2000, 17x at 10000.
+MAP_LOOKUP_LIMIT = 64
+
+
+def check_fmap(fmap: FeatureMap, frame: DataFrame, feature: FeatureSpec, source: str) -> None:
+    """Refuse an fmap that does not fit this raw table (schema drift)."""
+    if list(fmap.primary_keys) != feature.primary_keys or list(fmap.labels) != feature.labels:
+        raise EncodeError(
+            f"fmap {source} was fitted with primary keys {list(fmap.primary_keys)} and labels "
+            f"{list(fmap.labels)}, the job has {feature.primary_keys} and {feature.labels}; "
+            "refit it (encode option refit: true, with a model date)"
+        )
+    types = {f.name: f for f in frame.schema.fields}
+    for bucket in fmap.buckets:
+        for wanted in (*bucket.nums, *bucket.ctgs):
+            found = types.get(wanted.name)
+            if found is None:
+                close = difflib.get_close_matches(wanted.name, list(types), n=3)
+                hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+                raise UnknownFeatureError(
+                    f"fmap {source} needs column {wanted.name!r} (bucket {bucket.name!r}), "
+                    f"but the raw table has no such column{hint}"
+                )
+            if column_type(found) != dtype_category(wanted.dtype):
+                raise EncodeError(
+                    f"column {wanted.name!r} is {found.dataType.simpleString()} now but the "
+                    f"fmap {source} encodes it as {wanted.dtype}; refit it (refit: true)"
+                )
+    known = {f.name for f in fmap.features}
+    extra = [f.name for f in feature_fields(frame.schema, feature) if f.name not in known]
+    if extra:
+        log.warning("columns %s are not in the reused fmap %s and are left out", extra, source)
+
+
+def reserved_ids(feature: Feature, value: Column, found: Column, layout: IdLayout) -> Column:
+    """The id of ``value`` given ``found``, its vocabulary id or null: the null id
+    for a null value, the unseen id for a value not in the vocabulary."""
+    return (
+        F.when(value.isNull(), F.lit(feature.offset + layout.null))
+        .when(found.isNull(), F.lit(feature.offset + layout.unseen))
+        .otherwise(found)
+    )
+
+
+def category_id(
+    feature: Feature, value: Column, layout: IdLayout = ID_LAYOUTS[FORMAT_VERSION]
+) -> Column:
+    """A value's id: ``offset + first + i`` for ``vocab[i]``, else the null or unseen id."""
+    vocab = feature.meta.get("vocab", [])
+    if not vocab:
+        return reserved_ids(feature, value, F.lit(None).cast("int"), layout)
+    start = feature.offset + layout.first
+    lookup = F.map_from_arrays(F.lit(vocab), F.lit(list(range(start, start + len(vocab)))))
+    return reserved_ids(feature, value, F.try_element_at(lookup, value), layout)
+
+
+def _join_vocab(
+    spark: SparkSession, frame: DataFrame, feature: Feature, id_column: str, layout: IdLayout
+) -> DataFrame:
+    """Add ``id_column`` (the vocabulary id, null if absent) through a broadcast join."""
+    vocab = feature.meta["vocab"]
+    value_column = f"{id_column}_value"
+    start = feature.offset + layout.first
+    table = spark.createDataFrame(
+        [(v, start + i) for i, v in enumerate(vocab)],
+        T.StructType(
+            [
+                T.StructField(value_column, T.StringType(), False),
+                T.StructField(id_column, T.IntegerType(), False),
+            ]
+        ),
+    )
+    joined = frame.join(F.broadcast(table), F.col(feature.name) == F.col(value_column), how="left")
+    return joined.drop(value_column)
+
+
+def numeric_vector(
+    bucket: Bucket, types: dict[str, T.DataType], normalizers: Normalizers
+) -> Column:
+    """The bucket's ``<bucket>_nums`` column (``array<float>``)."""
+    values: list[Column] = []
+    stats: list[dict[str, float | None]] = []
+    for feature in bucket.nums:
+        values += element_values(
+            feature.name, types[feature.name], feature.size, feature.meta.get("keys")
+        )
+        fitted = normalizers.of(bucket.name, feature.name)
+        stats += [{k: v[i] for k, v in fitted.items()} for i in range(feature.size)]
+    if bucket.encode and bucket.method == "pnorm":
+        vector = pnorm(F.array(*values), float(method_params("pnorm", bucket.params)["p"]))
+    else:
+        vector = F.array(*normalize(values, stats, bucket.method, bucket.params, bucket.encode))
+    return vector.cast("array<float>").alias(bucket.nums_column)
+
+
+def encode_frame(
+    spark: SparkSession, frame: DataFrame, fmap: FeatureMap, normalizers: Normalizers
+) -> DataFrame:
+    """The encoded table: keys, labels, then one array column per bucket field."""
+    types = {f.name: f.dataType for f in frame.schema.fields}
+    layout = fmap.id_layout
+    ids: dict[tuple[str, str], Column] = {}
+    for b, bucket in enumerate(fmap.buckets):
+        for c, feature in enumerate(bucket.ctgs):
+            value = F.col(feature.name)
+            if len(feature.meta.get("vocab", [])) > MAP_LOOKUP_LIMIT:
+                id_column = f"__dlflow_id_{b}_{c}"
+                frame = _join_vocab(spark, frame, feature, id_column, layout)
+                found = F.col(id_column)
+                ids[(bucket.name, feature.name)] = reserved_ids(feature, value, found, layout)
+            else:
+                ids[(bucket.name, feature.name)] = category_id(feature, value, layout)
+    outputs = [F.col(c) for c in (*fmap.primary_keys, *fmap.labels)]
+    for bucket in fmap.buckets:
+        if bucket.nums:
+            outputs.append(numeric_vector(bucket, types, normalizers))
+        if bucket.ctgs:
+            values = [ids[(bucket.name, f.name)] for f in bucket.ctgs]
+            outputs.append(F.array(*values).cast("array<int>").alias(bucket.ctgs_column))
+    return frame.select(*outputs)

@@ -1,0 +1,256 @@
+"""Fit an fmap and its normaliser statistics on a raw-feature frame.
+
+Two passes over the frame: one aggregation (row count, array sizes, the
+statistics of scalars and of every array position) and one ``groupBy`` (the
+vocabularies of strings and map keys, with the statistics of each map key's
+values; :mod:`spark_jobs.vocabulary`). Buckets are ``job.buckets``; feature
+columns no bucket lists go to ``default``. Column types:
+:mod:`spark_jobs.feature_types`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from dlflow_airflow.contract.fmap import VOCAB_START, Bucket, Feature, FeatureMap, Normalizers
+from dlflow_airflow.contract.jobconf import JobConfig
+from dlflow_airflow.contract.schema import BucketSpec
+from spark_jobs import vocabulary
+from spark_jobs.feature_types import (
+    ARRAY,
+    MAP,
+    SCALAR,
+    STRING,
+    EncodeError,
+    UnknownFeatureError,
+    as_double,
+    column_type,
+    feature_fields,
+)
+from spark_jobs.normalizers import fitted_names, statistic_aggs
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BUCKET = "default"
+MANY_CATEGORIES = vocabulary.MANY_CATEGORIES
+
+Stats = dict[str, float | None]
+"""``min``/``max``/``mean``/``std`` of one position of a numeric feature."""
+BucketStats = dict[str, dict[str, list[float | None]]]
+"""feature -> statistic -> one value per position: what a bucket keeps."""
+
+
+@dataclass(frozen=True)
+class FeatureColumns:
+    """The feature columns of a raw frame, in table order, with their category and type."""
+
+    categories: dict[str, str]
+    types: dict[str, T.DataType]
+
+    @classmethod
+    def of(cls, schema: T.StructType, job: JobConfig) -> FeatureColumns:
+        fields = feature_fields(schema, job.feature)
+        return cls({f.name: column_type(f) for f in fields}, {f.name: f.dataType for f in fields})
+
+    def named(self, category: str) -> list[str]:
+        return [name for name, found in self.categories.items() if found == category]
+
+
+# ---------------------------------------------------------------- buckets
+
+
+def plan_buckets(names: list[str], job: JobConfig, all_columns: list[str]) -> dict[str, BucketSpec]:
+    """The configured buckets, plus ``default`` holding every feature none of them lists."""
+    placed: dict[str, str] = {}
+    for bucket, spec in job.buckets.items():
+        for name in spec.features:
+            if name not in names:
+                raise UnknownFeatureError(_unknown_feature(bucket, name, names, all_columns))
+            if name in placed:
+                raise EncodeError(
+                    f"feature {name!r} is in two buckets: {placed[name]!r} and {bucket!r}"
+                )
+            placed[name] = bucket
+    plan = dict(job.buckets)
+    rest = [name for name in names if name not in placed]
+    if rest:
+        default = plan.get(DEFAULT_BUCKET)
+        plan[DEFAULT_BUCKET] = (
+            BucketSpec(features=rest)
+            if default is None
+            else default.model_copy(update={"features": [*default.features, *rest]})
+        )
+    return plan
+
+
+def _unknown_feature(bucket: str, name: str, names: list[str], all_columns: list[str]) -> str:
+    if name in all_columns:
+        return (
+            f"bucket {bucket!r} lists {name!r}, which is a primary key, label or dropped "
+            "column, not a feature"
+        )
+    message = f"bucket {bucket!r} lists {name!r}, but the raw table has no such column"
+    close = difflib.get_close_matches(name, names, n=3)
+    if close:
+        return f"{message}; did you mean {' or '.join(repr(c) for c in close)}?"
+    return f"{message}; its features: {names}"
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def _probe_array_sizes(frame: DataFrame, arrays: list[str]) -> dict[str, int]:
+    """Each array column's size in its first non-null row (a short job each), so the
+    statistics of its positions join the one fit aggregation, which then checks
+    that every row has that size."""
+    sizes = {}
+    for name in arrays:
+        first = frame.where(F.col(name).isNotNull()).select(F.size(name).alias("n")).first()
+        if first is None:
+            raise EncodeError(
+                f"array column {name!r} is null in every row: cannot learn its size; "
+                "drop it with feature.drop_columns"
+            )
+        sizes[name] = int(first["n"])
+    return sizes
+
+
+def _array_aggs(index: int, name: str, data_type: T.DataType, size: int) -> list[Column]:
+    """The size range of one array column and the statistics of each of its positions."""
+    present = F.when(F.col(name).isNotNull(), F.size(name))
+    aggs = [F.min(present).alias(f"__amin{index}"), F.max(present).alias(f"__amax{index}")]
+    element = data_type.elementType  # type: ignore[attr-defined]
+    for k in range(size):
+        value = as_double(F.try_element_at(F.col(name), F.lit(k + 1)), element)
+        aggs += statistic_aggs(value, f"__a{index}_{k}_")
+    return aggs
+
+
+def _check_array_sizes(row: Any, arrays: list[str]) -> None:
+    for i, name in enumerate(arrays):
+        low, high = row[f"__amin{i}"], row[f"__amax{i}"]
+        if low != high:
+            raise EncodeError(
+                f"array column {name!r} holds arrays of sizes {low} to {high}; encode needs "
+                "one fixed size per array column"
+            )
+        if low == 0:
+            raise EncodeError(f"array column {name!r} holds only empty arrays")
+
+
+def _stats(row: Any, prefix: str) -> Stats:
+    return {
+        name: None if row[f"{prefix}{name}"] is None else float(row[f"{prefix}{name}"])
+        for name in ("min", "max", "mean", "std")
+    }
+
+
+def fit_statistics(frame: DataFrame, columns: FeatureColumns) -> dict[str, list[Stats]]:
+    """Statistics of every scalar and array position, in one aggregation.
+
+    :raises EncodeError: the frame has no rows, or an array column's size varies.
+    """
+    scalars, arrays = columns.named(SCALAR), columns.named(ARRAY)
+    sizes = _probe_array_sizes(frame, arrays)
+    aggs = [F.count(F.lit(1)).alias("__rows")]
+    for i, name in enumerate(arrays):
+        aggs += _array_aggs(i, name, columns.types[name], sizes[name])
+    for i, name in enumerate(scalars):
+        aggs += statistic_aggs(as_double(F.col(name), columns.types[name]), f"__s{i}_")
+    row = frame.agg(*aggs).first()
+    if row["__rows"] == 0:
+        raise EncodeError("the raw table has no rows: cannot fit an fmap on it")
+    _check_array_sizes(row, arrays)
+    stats = {name: [_stats(row, f"__s{i}_")] for i, name in enumerate(scalars)}
+    for i, name in enumerate(arrays):
+        stats[name] = [_stats(row, f"__a{i}_{k}_") for k in range(sizes[name])]
+    return stats
+
+
+def fit_vocabularies(
+    frame: DataFrame, columns: FeatureColumns, plan: dict[str, BucketSpec]
+) -> dict[str, vocabulary.Vocabulary]:
+    """The vocabulary of every string column and map column's keys, with each
+    bucket's ``min_count`` and ``max_size``."""
+    spec_of = {name: spec for spec in plan.values() for name in spec.features}
+    requests = [
+        vocabulary.VocabRequest(
+            name, category == MAP, spec_of[name].min_count, spec_of[name].max_size
+        )
+        for name, category in columns.categories.items()
+        if category in (STRING, MAP)
+    ]
+    return vocabulary.fit_vocabularies(frame, requests, many=MANY_CATEGORIES)
+
+
+# ---------------------------------------------------------------- the fmap
+
+
+def build_bucket(
+    name: str,
+    spec: BucketSpec,
+    columns: FeatureColumns,
+    stats: dict[str, list[Stats]],
+    vocabs: dict[str, vocabulary.Vocabulary],
+) -> tuple[Bucket, BucketStats]:
+    """One bucket's features (offsets in table order) and the statistics its method keeps."""
+    nums: list[Feature] = []
+    ctgs: list[Feature] = []
+    kept: BucketStats = {}
+    keep = fitted_names(spec.method, spec.encode)
+    num_offset = ctg_offset = 0
+    for feature in spec.features:
+        dtype, category = columns.types[feature].simpleString(), columns.categories[feature]
+        if category == STRING:
+            vocab = vocabs[feature].values
+            size = len(vocab) + VOCAB_START
+            ctgs.append(Feature(feature, dtype, size, ctg_offset, {"vocab": vocab}, spec.encode))
+            ctg_offset += size
+            continue
+        size = len(stats.get(feature, []))
+        if size == 0:
+            log.warning("map feature %r has no keys; it takes no position", feature)
+            continue
+        if category == SCALAR and stats[feature][0]["min"] is None:
+            log.warning("numeric feature %r is null in every row; it encodes as 0", feature)
+        meta = {"keys": vocabs[feature].values} if category == MAP else {}
+        shape = (1,) if category == SCALAR else (size,)
+        nums.append(Feature(feature, dtype, size, num_offset, meta, spec.encode, shape=shape))
+        num_offset += size
+        if keep:
+            kept[feature] = {k: [s[k] for s in stats[feature]] for k in keep}
+    params = dict(spec.params)
+    return Bucket(name, spec.method, tuple(nums), tuple(ctgs), params, spec.encode), kept
+
+
+def fit_fmap(frame: DataFrame, job: JobConfig, model_date: str) -> tuple[FeatureMap, Normalizers]:
+    """The fmap of ``frame``'s features for ``model_date`` and its normaliser statistics."""
+    columns = FeatureColumns.of(frame.schema, job)
+    plan = plan_buckets(list(columns.categories), job, frame.columns)
+    stats = fit_statistics(frame, columns)
+    vocabs = fit_vocabularies(frame, columns, plan)
+    for name in columns.named(MAP):  # a map takes one position per kept key
+        stats[name] = [vocabs[name].stats[key] for key in vocabs[name].values]
+    buckets: list[Bucket] = []
+    fitted: dict[str, BucketStats] = {}
+    for name, spec in plan.items():
+        bucket, kept = build_bucket(name, spec, columns, stats, vocabs)
+        if bucket.nums or bucket.ctgs:
+            buckets.append(bucket)
+        if kept:
+            fitted[name] = kept
+    fmap = FeatureMap(
+        feature_tag=job.feature.tag,
+        model_date=model_date,
+        primary_keys=tuple(job.feature.primary_keys),
+        labels=tuple(job.feature.labels),
+        buckets=tuple(buckets),
+    )
+    return fmap, Normalizers(fmap.checksum, fitted)
