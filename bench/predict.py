@@ -232,8 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.WARNING)
+    from dlflow_airflow.contract.storage import discard
     from spark_jobs import predict
-    from spark_jobs.paths import discard
     from spark_jobs.session import build_session
 
     workspace = f"file://{Path(args.workdir).resolve()}/predict-{args.rows}"

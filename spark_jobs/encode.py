@@ -28,11 +28,13 @@ from pyspark.sql import functions as F
 from dlflow_airflow.contract import storage
 from dlflow_airflow.contract.artifacts import (
     ENCODED_FEATURE,
+    ENCODING_FILE,
     FMAP,
     RAW_FEATURE,
     TFRECORD_FEATURE,
     Partition,
     Role,
+    encoding_record,
     stage_io,
 )
 from dlflow_airflow.contract.fmap import FMAP_FILE, NORMALIZERS_FILE, FeatureMap, Normalizers
@@ -142,6 +144,8 @@ def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
             normalizers.save(folder)
         folder = staging.folder(output)
         encode_frame(spark, raw, fmap, normalizers).write.parquet(folder)
+        # Which fmap encoded it: the readers of this partition use that model (one per run).
+        storage.write_text(f"{folder}/{ENCODING_FILE}", encoding_record(femodel, fmap.checksum))
         encoded = spark.read.parquet(folder)
         rows = encoded.count()
         if tfrecord is not None:

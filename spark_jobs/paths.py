@@ -58,15 +58,6 @@ def require_complete(uri: str, what: str) -> None:
         )
 
 
-def discard(uri: str) -> None:
-    """Delete a staging folder (no error if it is already gone)."""
-    from pyarrow import fs
-
-    filesystem, path = storage.resolve(uri)
-    if filesystem.get_file_info(path).type != fs.FileType.NotFound:
-        filesystem.delete_dir(path)
-
-
 class Staging:
     """The staging folders of one run, committed in the order they were made.
 
@@ -105,5 +96,5 @@ class Staging:
         traceback: TracebackType | None,
     ) -> None:
         for staging, _ in self._pending:
-            discard(staging)
+            storage.discard(staging)
         self._pending.clear()

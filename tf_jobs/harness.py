@@ -13,6 +13,7 @@ and seeds are set, and :func:`committing` the one way a job commits a partition.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -138,8 +139,5 @@ def committing(final: str) -> Iterator[str]:
 
 def discard(uri: str) -> None:
     """Remove a folder (staging, checkpoints); a leftover is harmless, so errors are ignored."""
-    try:
-        filesystem, path = storage.resolve(uri)
-        filesystem.delete_dir(path)
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        storage.discard(uri)

@@ -18,7 +18,10 @@ Roles of a partition:
 Which model date a run uses is :func:`model_date` (the one rule): ``same`` is
 the run's date, a fixed date is that date, ``latest`` is the newest complete
 *blessed* model dated on or before the run's date; the fmap used with a model
-is always the one of the model's date.
+is always the one of the model's date. ``latest`` is resolved once per run,
+by encode: it records the model date whose fmap encoded the partition
+(:data:`ENCODING_FILE`), and the stages that read that partition (evaluate,
+predict) use that model, so one run never mixes two models or fmaps.
 
 Pure Python (storage through pyarrow, imported lazily): importable at DAG
 parse time, in Airflow workers, on Spark executors and in containers.
@@ -26,6 +29,7 @@ parse time, in Airflow workers, on Spark executors and in containers.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -46,6 +50,10 @@ UPSTREAM_READY = "UPSTREAM_READY"
 
 DEMO_TABLES = ("seed", "user_profile", "user_behaviour")
 """The upstream tables the demo_data job writes under ``<ws>/upstream/<table>/dt=<date>``."""
+
+
+ENCODING_FILE = "_ENCODING.json"
+"""Written by encode into the encoded partition: which fmap (model date) encoded it."""
 
 
 class ContractError(ValueError):
@@ -243,18 +251,54 @@ def model_date(config: JobConfig) -> str:
 
     :raises ModelNotFoundError: ``latest`` finds no complete blessed model (the
         message names the folder and the unblessed dates).
+    :raises ModelNotBlessedError: the model that encoded the run's partition
+        has lost its blessing since (a stage that only scores refuses it).
     """
     mode = config.model.date
     if mode == "same":
         return config.date
     if mode != "latest":
         return mode
-    from dlflow_airflow.contract.model_resolution import resolve_model_partition
-
-    resolved = resolve_model_partition(
-        config.layout, config.model.tag, "latest", config.date, blessed_only=True
+    from dlflow_airflow.contract.model_resolution import (
+        ModelNotBlessedError,
+        is_blessed,
+        resolve_model_partition,
     )
-    return resolved.date
+
+    pinned = encoded_with(config)
+    if pinned is None:
+        resolved = resolve_model_partition(
+            config.layout, config.model.tag, "latest", config.date, blessed_only=True
+        )
+        return resolved.date
+    model_uri = config.layout.model(config.model.tag, pinned)
+    # Evaluate is what blesses: it may judge the model again; a scorer may not use it unblessed.
+    if EVALUATE_RESULT not in config.stage.produces and not is_blessed(model_uri):
+        raise ModelNotBlessedError(
+            f"model {model_uri} encoded {config.layout.encoded(config.feature.tag, config.date)} "
+            "but is no longer blessed (it missed the evaluate stage's gate since); rerun encode "
+            "to pick the newest blessed model"
+        )
+    return pinned
+
+
+def encoded_with(config: JobConfig) -> str | None:
+    """The model date recorded by encode in the run's encoded partition, for its readers."""
+    if ENCODED_FEATURE not in config.stage.needs:
+        return None
+    from dlflow_airflow.contract import storage
+
+    encoded = config.layout.encoded(config.feature.tag, config.date)
+    record = f"{encoded}/{ENCODING_FILE}"
+    if not storage.is_complete(encoded) or not storage.exists(record):
+        return None
+    doc = json.loads(storage.read_text(record))
+    return str(doc["model_date"])
+
+
+def encoding_record(fmap: Partition, checksum: str) -> str:
+    """The :data:`ENCODING_FILE` document encode writes beside its encoded table."""
+    return json.dumps({"model_date": fmap.date, "fmap": fmap.uri, "fmap_checksum": checksum})
 
 
 def stage_io(config: JobConfig, *, resolved_model_date: str | None = None) -> StageIO:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from collections.abc import Mapping
+from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -35,7 +36,7 @@ def lookup(
     """
     if name in builtins:
         return builtins[name]
-    group = {ep.name: ep for ep in entry_points(group=entry_point_group)}
+    group = _group(entry_point_group)
     if name in group:
         try:
             return group[name].load()
@@ -53,6 +54,12 @@ def lookup(
     if hint:
         message += f" ({hint})"
     raise PluginLookupError(message)
+
+
+@cache
+def _group(name: str) -> dict[str, Any]:
+    """An entry-point group by name (read once per process: DAG files are parsed often)."""
+    return {ep.name: ep for ep in entry_points(group=name)}
 
 
 def _import_attr(name: str, what: str) -> Any:

@@ -77,10 +77,13 @@ def complete_dates(root: str, date: str) -> Iterator[str]:
             yield day
 
 
-def latest_complete(root: str, date: str) -> str | None:
-    """The newest complete ``<root>/dt=<d>`` with ``d <= date``, or None."""
-    day = next(complete_dates(root, date), None)
-    return None if day is None else f"{root}/dt={day}"
+def discard(uri: str) -> None:
+    """Delete a folder (a staging folder, checkpoints); no error if it is already gone."""
+    from pyarrow import fs
+
+    filesystem, path = resolve(uri)
+    if filesystem.get_file_info(path).type != fs.FileType.NotFound:
+        filesystem.delete_dir(path)
 
 
 def staging_uri(final_uri: str) -> str:

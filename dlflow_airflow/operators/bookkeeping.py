@@ -15,16 +15,27 @@ operators the same way (:func:`bind_stage`).
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from typing import Any
 
 from dlflow_airflow.contract import storage
-from dlflow_airflow.contract.artifacts import Partition, Role, StageIO, asset_name, stage_io
+from dlflow_airflow.contract.artifacts import (
+    ARTIFACTS,
+    ContractError,
+    Partition,
+    Role,
+    StageIO,
+    asset_name,
+    stage_io,
+)
 from dlflow_airflow.contract.jobconf import JobConfig
+from dlflow_airflow.contract.model_resolution import ModelNotFoundError
 from dlflow_airflow.operators import fingerprints
 from dlflow_airflow.operators.fingerprints import Decision
 
 STAGE_DATE_FIELD = "stage_date"
+log = logging.getLogger(__name__)
 
 
 class StageBookkeeping:
@@ -74,17 +85,41 @@ class StageBookkeeping:
         run.finish(context)
         return result
 
+    def resume_execution(self, next_method: str, next_kwargs: Any, context: Any) -> Any:
+        """A deferred backend (a deferrable pod, the sensor) finishes here, not in execute."""
+        result = super().resume_execution(next_method, next_kwargs, context)  # type: ignore[misc]
+        StageRun.resumed(self).finish(context)
+        return result
+
 
 @cache
 def bookkept(operator_class: type) -> type:
     """``operator_class`` with :class:`StageBookkeeping` in front (same name, for the UI)."""
     if issubclass(operator_class, StageBookkeeping):
         return operator_class
-    return type(operator_class.__name__, (StageBookkeeping, operator_class), {})
+    # Named and placed like the user's class: the UI and serialization show theirs.
+    namespace = {
+        "__module__": operator_class.__module__,
+        "__qualname__": operator_class.__qualname__,
+    }
+    return type(operator_class.__name__, (StageBookkeeping, operator_class), namespace)
 
 
-def bind_stage(task: Any, stage_body: dict[str, Any], stage_date: str = "{{ ds }}") -> Any:
-    """Give any operator (a user kind's) the bookkeeping of a stage, in place."""
+def bind_stage(task: Any, stage_body: dict[str, Any] | None, stage_date: str = "{{ ds }}") -> Any:
+    """Give any operator (a user kind's) the bookkeeping of a stage, in place.
+
+    A mapped operator (``.partial().expand()``) is left as it is, with a warning:
+    Airflow builds its task instances from the original class.
+    """
+    from airflow.sdk import BaseOperator
+
+    if not isinstance(task, BaseOperator):
+        log.warning(
+            "dlflow: %s is a %s, not an operator: it runs without the stage bookkeeping",
+            getattr(task, "task_id", task),
+            type(task).__name__,
+        )
+        return task
     if not isinstance(task, StageBookkeeping):
         task.__class__ = bookkept(type(task))
         task.stage_date = stage_date
@@ -110,11 +145,9 @@ class StageRun:
 
         params = context.get("params") or {}
         _check_selected(operator, params)
-        body = getattr(operator, "stage_body", None)
-        if body is None:
-            return cls(None, StageIO(known=False), None)
-        config = JobConfig.from_body(operator.stage_date, body)
-        io = stage_io(config)
+        config, io = _stage_io(operator)
+        if config is None:
+            return cls(None, io, None)
         decision = fingerprints.decide(config, io, force=bool(params.get("force")))
         if decision.skip:
             message = f"dlflow: skipping {operator.task_id} for {config.date}: {decision.reason}"
@@ -124,6 +157,12 @@ class StageRun:
             "dlflow: running %s for %s: %s", operator.task_id, config.date, decision.reason
         )
         return cls(config, io, decision)
+
+    @classmethod
+    def resumed(cls, operator: Any) -> StageRun:
+        """The run of a task resumed after a deferral (its start decision is gone)."""
+        config, io = _stage_io(operator)
+        return cls(config, io, None)
 
     def written(self) -> tuple[Partition, ...]:
         """What the run wrote: its ``write`` partitions and any fmap it had to fit."""
@@ -146,6 +185,23 @@ class StageRun:
         if value is not None:
             fingerprints.record(self.config, written, value, run_id)
         _asset_events(context, self.config, written)
+
+
+def _stage_io(operator: Any) -> tuple[JobConfig | None, StageIO]:
+    """The operator's job config and partitions; unknown (always run) when they cannot be had.
+
+    The worker may not see what the job sees (a workspace mounted only into the
+    pod, no blessed model yet): then the job itself decides and reports.
+    """
+    body = getattr(operator, "stage_body", None)
+    if body is None:
+        return None, StageIO(known=False)
+    config = JobConfig.from_body(operator.stage_date, body)
+    try:
+        return config, stage_io(config)
+    except (ModelNotFoundError, ContractError, OSError) as exc:
+        operator.log.warning("dlflow: no run bookkeeping for %s: %s", operator.task_id, exc)
+        return config, StageIO(known=False)
 
 
 def _check_selected(operator: Any, params: Any) -> None:
@@ -174,7 +230,7 @@ def _asset_events(context: Any, config: JobConfig, written: tuple[Partition, ...
     for out in written:
         name = asset_name(out.folder, out.owner_tag)
         extra: dict[str, Any] = {"date": config.date, "partition": out.uri}
-        if out.folder in ("femodel", "model"):
+        if out.tag in ARTIFACTS and ARTIFACTS[out.tag].model_dated:
             extra["model_date"] = out.date
         if out.tabular:
             extra["rows"] = fingerprints.count_rows(out.uri)
@@ -183,6 +239,6 @@ def _asset_events(context: Any, config: JobConfig, written: tuple[Partition, ...
         elif f"{name}.written" in outlets:  # an fmap fitted by this run (see pipeline.assets)
             from airflow.sdk import Asset
 
-            root = out.uri.rsplit("/dt=", 1)[0]
+            root = config.layout.root(out.folder, out.owner_tag)
             asset = Asset(name=name, uri=root, group="dlflow")
             events[outlets[f"{name}.written"]].add(asset, extra=extra)

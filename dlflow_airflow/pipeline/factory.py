@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,9 @@ from dlflow_airflow.operators.bookkeeping import bind_stage
 from dlflow_airflow.pipeline.assets import input_assets, output_assets
 from dlflow_airflow.pipeline.build import Pipeline
 from dlflow_airflow.pipeline.spec import PipelineSpec
+from dlflow_airflow.stages.base import StageContext
+
+log = logging.getLogger(__name__)
 
 
 def build_dag(pipeline: Pipeline) -> DAG:
@@ -41,7 +45,7 @@ def build_dag(pipeline: Pipeline) -> DAG:
         for name in pipeline.order:
             stage = pipeline.stages[name]
             ctx = stage.context(spec)
-            task = bind_stage(stage.kind.build_operator(ctx), ctx.job_body())
+            task = bind_stage(stage.kind.build_operator(ctx), _job_body(ctx))
             owners = {"workspace": spec.workspace, "feature_tag": spec.feature.tag}
             owners["model_tag"] = spec.model.tag
             if not task.outlets:
@@ -55,6 +59,15 @@ def build_dag(pipeline: Pipeline) -> DAG:
         for upstream, downstream in pipeline.edges:
             tasks[upstream] >> tasks[downstream]
     return dag
+
+
+def _job_body(ctx: StageContext) -> dict[str, Any] | None:
+    """The stage's job document, or None (Params only) when a user kind's options are not JSON."""
+    try:
+        return ctx.job_body()
+    except ValueError as exc:  # pydantic's serialization errors are ValueErrors
+        log.warning("dlflow: stage %s runs without fingerprints: %s", ctx.name, exc)
+        return None
 
 
 def run_params(pipeline: Pipeline) -> dict[str, Param]:

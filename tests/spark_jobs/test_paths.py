@@ -9,7 +9,6 @@ from spark_jobs.paths import (
     PartitionNotFoundError,
     PlaceholderError,
     Staging,
-    discard,
     render_path,
     require_complete,
 )
@@ -44,27 +43,6 @@ def test_require_complete_names_the_path(tmp_path: Path) -> None:
     (tmp_path / "half").mkdir()
     with pytest.raises(PartitionNotFoundError, match=r"incomplete \(no _SUCCESS marker at .*half"):
         require_complete(f"file://{tmp_path}/half", "source 'x'")
-
-
-def test_latest_complete_skips_incomplete_future_and_staging(tmp_path: Path) -> None:
-    """The jobs' one "newest complete partition" rule lives in contract.storage."""
-    root = f"file://{tmp_path}/model/TAG=m"
-    for day, complete in [("2026-01-01", True), ("2026-01-03", False), ("2026-01-05", True)]:
-        storage.write_text(f"{root}/dt={day}/model.keras", "x")
-        if complete:
-            storage.write_text(f"{root}/dt={day}/_SUCCESS", "")
-    storage.write_text(f"{root}/_staging/dt=2026-01-04-abc/_SUCCESS", "")
-    assert storage.latest_complete(root, "2026-01-04") == f"{root}/dt=2026-01-01"
-    assert storage.latest_complete(root, "2026-01-05") == f"{root}/dt=2026-01-05"
-    assert storage.latest_complete(root, "2025-12-31") is None
-    assert storage.latest_complete(f"file://{tmp_path}/absent", "2026-01-05") is None
-
-
-def test_discard_removes_a_folder_and_ignores_a_missing_one(tmp_path: Path) -> None:
-    storage.write_text(f"file://{tmp_path}/stage/part", "x")
-    discard(f"file://{tmp_path}/stage")
-    discard(f"file://{tmp_path}/stage")
-    assert not (tmp_path / "stage").exists()
 
 
 def test_staging_commits_in_order_or_discards(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from dlflow_airflow.contract import plugins
 from dlflow_airflow.contract.layout import local_path
 from tests.tf_jobs.conftest import (
     EVAL_DATE,
@@ -125,9 +126,13 @@ def test_user_model_by_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-models\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text(f"[dlflow_airflow.models]\nwide_and_deep = {EXAMPLE}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    assert models.get_model("wide_and_deep").name == "wide_and_deep"
-    with pytest.raises(ModelConfigError, match="wide_and_deep"):
-        models.get_model("wide_and_dep")
+    plugins._group.cache_clear()  # entry points are read once per process
+    try:
+        assert models.get_model("wide_and_deep").name == "wide_and_deep"
+        with pytest.raises(ModelConfigError, match="wide_and_deep"):
+            models.get_model("wide_and_dep")
+    finally:
+        plugins._group.cache_clear()
 
 
 def test_module_attr_that_is_not_a_model_spec() -> None:

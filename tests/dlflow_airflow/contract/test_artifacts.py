@@ -9,16 +9,22 @@ from typing import Any
 import pytest
 
 from dlflow_airflow.contract.artifacts import (
+    ENCODING_FILE,
     FMAP,
     TRAINED_MODEL,
     ContractError,
     Role,
+    encoding_record,
     job_tags,
     stage_io,
     stage_roles,
 )
 from dlflow_airflow.contract.jobconf import JobConfig
-from dlflow_airflow.contract.model_resolution import ModelNotFoundError, blessed_marker
+from dlflow_airflow.contract.model_resolution import (
+    ModelNotBlessedError,
+    ModelNotFoundError,
+    blessed_marker,
+)
 from dlflow_airflow.contract.options import EncodeOptions
 from dlflow_airflow.devtools.report import render
 from dlflow_airflow.operators.bookkeeping import StageRun
@@ -209,3 +215,22 @@ def test_asset_events_only_for_what_the_run_wrote(tmp_path: Path, fitted: bool):
         ]
     else:
         assert alias is None or alias.added == []
+
+
+def test_readers_use_the_model_that_encoded_the_partition(tmp_path: Path):
+    # Regression (review): encode and predict each resolved "latest" on their own, so a
+    # model blessed between the two made predict score data encoded with another fmap.
+    _model(tmp_path, "2026-01-04", blessed=True)
+    encode = _config(tmp_path, "encode")
+    fmap = stage_io(encode).get(FMAP)
+    encoded = make_partition(encode.layout.encoded("f1", DATE), {"part-0.parquet": "x"})
+    (encoded / ENCODING_FILE).write_text(encoding_record(fmap, "abc"))
+    _model(tmp_path, "2026-01-06", blessed=True)  # blessed after encode ran
+    assert stage_io(_config(tmp_path, "encode")).get(FMAP).date == "2026-01-06"
+    for job in ("evaluate", "predict"):
+        assert stage_io(_config(tmp_path, job)).get(TRAINED_MODEL).date == "2026-01-04", job
+    # The model lost its blessing since: predict refuses it, evaluate (the judge) may rejudge.
+    Path(blessed_marker(f"{tmp_path}/model/TAG=m1/dt=2026-01-04")).unlink()
+    with pytest.raises(ModelNotBlessedError, match="no longer blessed"):
+        stage_io(_config(tmp_path, "predict"))
+    assert stage_io(_config(tmp_path, "evaluate")).get(TRAINED_MODEL).date == "2026-01-04"

@@ -185,3 +185,61 @@ def test_an_unknown_params_stage_fails_clearly(tmp_path: Path):
     task = _dag(tmp_path, "local").get_task("merge")
     with pytest.raises(ValueError, match=r"params.stages names no stage \['predcit'\]"):
         task.execute(_context(task, stages=["predcit"]))
+
+
+def test_a_deferred_pod_records_its_fingerprint_when_it_resumes(tmp_path, monkeypatch):
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    task = _dag(tmp_path, "kubernetes").get_task("train")
+    task.stage_date = DATE
+    _train_inputs(tmp_path)
+    calls: list[str] = []
+    _stub_backend(monkeypatch, task, calls)
+    fake_job = KubernetesPodOperator.execute
+    monkeypatch.setattr(KubernetesPodOperator, "trigger_reentry", fake_job)
+    task.resume_execution("trigger_reentry", {}, _context(task))
+    assert calls == ["train"]
+    assert stored_fingerprint(f"file://{tmp_path}/model/TAG=m1/dt={DATE}")
+
+
+def test_without_a_model_to_resolve_the_job_decides(tmp_path, monkeypatch):
+    # The worker finds no blessed model for latest: no bookkeeping, the job reports why.
+    doc = base_pipeline()
+    doc["workspace"], doc["model"]["date"] = str(tmp_path), "latest"
+    doc["external"] = ["TRAINED_MODEL"]
+    doc["stages"] = {"merge": doc["stages"]["merge"], "encode": {}, "predict": {}}
+    task = build_dag(Pipeline.from_data(doc, source="p.yaml")).get_task("predict")
+    task.stage_date = DATE
+    calls: list[str] = []
+    monkeypatch.setattr(type(task), "shipped_py_files", lambda self: None)
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    monkeypatch.setattr(SparkSubmitOperator, "execute", lambda self, ctx: calls.append("job"))
+    task.execute(_context(task))
+    assert calls == ["job"]
+
+
+def test_a_mapped_user_operator_is_left_alone(caplog):
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG
+
+    from dlflow_airflow.operators.bookkeeping import bind_stage
+
+    with DAG("mapped", schedule=None):
+        mapped = EmptyOperator.partial(task_id="m").expand(doc_md=["a", "b"])
+    assert bind_stage(mapped, {"stage": {}}) is mapped
+    assert not isinstance(mapped, StageBookkeeping)
+
+
+def test_old_import_paths_still_work_with_a_deprecation_warning():
+    import importlib
+    import sys
+
+    for old, new in [("loader", "pipeline.loader"), ("registry", "stages.base")]:
+        sys.modules.pop(f"dlflow_airflow.{old}", None)
+        with pytest.warns(DeprecationWarning, match=f"moved to dlflow_airflow.{new}"):
+            module = importlib.import_module(f"dlflow_airflow.{old}")
+        assert module is importlib.import_module(f"dlflow_airflow.{new}")
+    from dlflow_airflow.triggers import UpstreamPartitionTrigger
+
+    assert UpstreamPartitionTrigger.__module__ == "dlflow_airflow.triggers.upstream"

@@ -98,7 +98,7 @@ def test_entry_point_stage_kind(monkeypatch):
         name="export", value="tests.dlflow_airflow.user_stages:Export", group=ENTRY_POINT_GROUP
     )
     monkeypatch.setattr(
-        plugins, "entry_points", lambda group: [ep] if group == ENTRY_POINT_GROUP else []
+        plugins, "_group", lambda group: {"export": ep} if group == ENTRY_POINT_GROUP else {}
     )
     doc = base_pipeline()
     doc["stages"]["export"] = {"target": "x"}

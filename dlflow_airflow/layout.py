@@ -1,0 +1,14 @@
+"""Deprecated: moved to :mod:`dlflow_airflow.contract.layout` (0.2). Kept so existing DAG files,
+user stage kinds and user models keep importing; removed in a later release."""
+
+import sys
+import warnings
+
+import dlflow_airflow.contract.layout as _moved
+
+warnings.warn(
+    "dlflow_airflow.layout moved to dlflow_airflow.contract.layout",
+    DeprecationWarning,
+    stacklevel=2,
+)
+sys.modules[__name__] = _moved
