@@ -6,4 +6,4 @@ imports no TensorFlow, PySpark, pandas or numpy at module level.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
