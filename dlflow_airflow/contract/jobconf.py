@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,14 +61,9 @@ class JobConfig:
 
     def body(self) -> dict[str, Any]:
         """The JSON document (without the date) an operator passes as ``--job``."""
-        return {
-            "workspace": self.workspace,
-            "feature": self.feature.model_dump(mode="json"),
-            "model": self.model.model_dump(mode="json"),
-            "buckets": {k: v.model_dump(mode="json") for k, v in self.buckets.items()},
-            "options": self.options.model_dump(mode="json"),
-            "stage": self.stage.to_json(),
-        }
+        return job_document(
+            self.workspace, self.feature, self.model, self.buckets, self.options, self.stage
+        )
 
     @classmethod
     def from_body(cls, date: str, body: dict[str, Any], *, job: str | None = None) -> JobConfig:
@@ -108,6 +103,25 @@ class JobConfig:
         parser.add_argument("--job", required=True, help="the job config (JSON)")
         args = parser.parse_args(argv)
         return cls.from_body(args.date, json.loads(args.job), job=job)
+
+
+def job_document(
+    workspace: str,
+    feature: FeatureSpec,
+    model: ModelSpec,
+    buckets: Mapping[str, BucketSpec],
+    options: BaseModel,
+    stage: StageRef,
+) -> dict[str, Any]:
+    """The one builder of a ``--job`` document (the factory's and :meth:`JobConfig.body`)."""
+    return {
+        "workspace": workspace,
+        "feature": feature.model_dump(mode="json"),
+        "model": model.model_dump(mode="json"),
+        "buckets": {k: v.model_dump(mode="json") for k, v in buckets.items()},
+        "options": options.model_dump(mode="json"),
+        "stage": stage.to_json(),
+    }
 
 
 def job_argv(date: str, body: dict[str, Any]) -> list[str]:

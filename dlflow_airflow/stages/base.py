@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from dlflow_airflow.contract.artifacts import StageRef
-from dlflow_airflow.contract.jobconf import JobConfig
+from dlflow_airflow.contract.artifacts import StageRef, job_tags
+from dlflow_airflow.contract.jobconf import JobConfig, job_document
 from dlflow_airflow.contract.options import NoOptions
 from dlflow_airflow.contract.schema import StrictModel
 
@@ -56,14 +56,9 @@ class StageContext:
     def job_body(self) -> dict[str, Any]:
         """The ``--job`` document (see :mod:`dlflow_airflow.contract.jobconf`) for this stage."""
         spec = self.spec
-        return {
-            "workspace": spec.workspace,
-            "feature": spec.feature.model_dump(mode="json"),
-            "model": spec.model.model_dump(mode="json"),
-            "buckets": {k: v.model_dump(mode="json") for k, v in spec.buckets.items()},
-            "options": self.options.model_dump(mode="json"),
-            "stage": self.stage.to_json(),
-        }
+        return job_document(
+            spec.workspace, spec.feature, spec.model, spec.buckets, self.options, self.stage
+        )
 
     def job_config(self, date: str) -> JobConfig:
         """The job config this stage's task renders for ``date``."""
@@ -94,10 +89,10 @@ class StageKind:
     Options: ClassVar[type[BaseModel]] = NoOptions
 
     def needed_tags(self, options: BaseModel) -> tuple[str, ...]:
-        return self.needs
+        return job_tags(self.job, options).needs if self.job else self.needs
 
     def produced_tags(self, options: BaseModel) -> tuple[str, ...]:
-        return self.produces
+        return job_tags(self.job, options).produces if self.job else self.produces
 
     def build_operator(self, ctx: StageContext) -> BaseOperator:
         raise NotImplementedError(f"{type(self).__name__} does not build an operator")

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import BaseModel
-
-from dlflow_airflow.contract.artifacts import job_tags
 from dlflow_airflow.contract.options import (
     DemoDataOptions,
     EncodeOptions,
@@ -20,12 +17,6 @@ class SparkStage(StageKind):
     """A ``spark_jobs`` program; its tags come from the artifact contract."""
 
     job: ClassVar[str]
-
-    def needed_tags(self, options: BaseModel) -> tuple[str, ...]:
-        return job_tags(self.job, options).needs
-
-    def produced_tags(self, options: BaseModel) -> tuple[str, ...]:
-        return job_tags(self.job, options).produces
 
     def build_operator(self, ctx: StageContext):
         from dlflow_airflow.operators.spark import DlflowSparkSubmitOperator

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import BaseModel
-
-from dlflow_airflow.contract.artifacts import job_tags
 from dlflow_airflow.contract.options import EvaluateOptions, TfJobOptions, TrainOptions
 from dlflow_airflow.stages.base import StageContext, StageKind
 
@@ -16,12 +13,6 @@ class TfStage(StageKind):
 
     job: ClassVar[str]
     Options = TfJobOptions
-
-    def needed_tags(self, options: BaseModel) -> tuple[str, ...]:
-        return job_tags(self.job, options).needs
-
-    def produced_tags(self, options: BaseModel) -> tuple[str, ...]:
-        return job_tags(self.job, options).produces
 
     def build_operator(self, ctx: StageContext):
         from dlflow_airflow.runners import TfTask, get_runner

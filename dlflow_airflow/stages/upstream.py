@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
-
-from dlflow_airflow.contract.artifacts import job_tags
 from dlflow_airflow.contract.options import WaitUpstreamOptions
 from dlflow_airflow.stages.base import StageContext, StageKind
 
@@ -15,9 +12,6 @@ class WaitUpstreamStage(StageKind):
 
     job = "wait_upstream"
     Options = WaitUpstreamOptions
-
-    def produced_tags(self, options: BaseModel) -> tuple[str, ...]:
-        return job_tags(self.job, options).produces
 
     def build_operator(self, ctx: StageContext):
         from dlflow_airflow.sensors.upstream import UpstreamPartitionSensor
