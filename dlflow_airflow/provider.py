@@ -38,4 +38,25 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {"integration-name": "DLFlow", "python-modules": ["dlflow_airflow.triggers.upstream"]}
         ],
+        "config": {
+            "dlflow": {
+                "description": "What pipeline YAML files may set (see docs/operations.md, "
+                "'Who may write YAML').",
+                "options": {
+                    "allowed_spark_conf": {
+                        "description": "Spark conf keys a pipeline's spark.conf may set although "
+                        "they choose what runs on the Spark driver and executors (executables, "
+                        "code and classpaths, JVM options, environment variables, images, "
+                        "mounts, credentials). Comma-separated keys or globs "
+                        "(spark.executorEnv.*); '*' allows every key. spark.python in YAML "
+                        "needs spark.pyspark.python and spark.pyspark.driver.python. Checked "
+                        "when a pipeline file is parsed; empty: none of them.",
+                        "version_added": "0.3.0",
+                        "type": "string",
+                        "example": "spark.pyspark.python, spark.kubernetes.container.image",
+                        "default": "",
+                    }
+                },
+            }
+        },
     }

@@ -15,19 +15,28 @@ Keras model with one input per encoded column (``model_inputs(fmap)``) and
 one output layer named ``score`` (a probability for ``task="binary"``).
 Stock Keras layers only, so the saved model loads anywhere without this
 module.
+
+``dlflow-airflow validate`` (and the DAG parser) imports this module to check
+``model.params`` against ``WIDE_AND_DEEP.defaults``: TensorFlow, Keras and
+``tf_jobs`` are imported inside ``build`` only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dlflow_airflow.contract.fmap import FeatureMap
-from tf_jobs.models import BINARY, ModelConfigError, ModelSpec, model_inputs
+from dlflow_airflow.contract.models import BINARY, ModelConfigError, ModelSpec
+
+if TYPE_CHECKING:
+    from dlflow_airflow.contract.fmap import FeatureMap
 
 
 def build(fmap: FeatureMap, params: Mapping[str, Any]) -> Any:
+    """The compiled Wide & Deep model for ``fmap``."""
     import keras
+
+    from tf_jobs.models import model_inputs
 
     inputs = model_inputs(fmap)
     wide: list[Any] = []
@@ -66,9 +75,10 @@ def build(fmap: FeatureMap, params: Mapping[str, Any]) -> Any:
 
 
 def validate(params: Mapping[str, Any]) -> None:
+    """Range checks on the resolved params (types are checked against the defaults)."""
     if not params["deep_units"] or min(params["deep_units"]) < 1:
         raise ModelConfigError(
-            f"model 'wide_and_deep': deep_units must be positive, got {params['deep_units']}"
+            f"deep_units must be positive, got {params['deep_units']}", param="deep_units"
         )
 
 

@@ -23,7 +23,6 @@ import logging
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from dlflow_airflow.contract import storage
 from dlflow_airflow.contract.artifacts import (
@@ -34,6 +33,7 @@ from dlflow_airflow.contract.artifacts import (
     TFRECORD_FEATURE,
     Partition,
     Role,
+    StageIO,
     encoding_record,
     stage_io,
 )
@@ -41,10 +41,12 @@ from dlflow_airflow.contract.fmap import FMAP_FILE, NORMALIZERS_FILE, FeatureMap
 from dlflow_airflow.contract.jobconf import JobConfig
 from dlflow_airflow.contract.layout import SUCCESS_MARKER
 from dlflow_airflow.contract.options import EncodeOptions
+from spark_jobs.columns import col, cols
 from spark_jobs.encode_apply import check_fmap, encode_frame
 from spark_jobs.encode_fit import fit_fmap
 from spark_jobs.feature_types import EncodeError
 from spark_jobs.paths import Staging, require_complete
+from spark_jobs.read_errors import naming_bad_files
 from spark_jobs.session import run_job
 from spark_jobs.tfrecord import write_tfrecords
 
@@ -73,11 +75,11 @@ def check_labels(frame: DataFrame, job: JobConfig, source: str) -> None:
     labels = job.feature.labels
     if "binary" not in job.model.name or not labels:
         return
-    bad = [~F.col(c).cast("double").isin(0.0, 1.0) | F.col(c).isNull() for c in labels]
+    bad = [~col(c).cast("double").isin(0.0, 1.0) | col(c).isNull() for c in labels]
     condition = bad[0]
     for more in bad[1:]:
         condition = condition | more
-    sample = frame.where(condition).select(*labels).limit(3).collect()
+    sample = frame.where(condition).select(*cols(labels)).limit(3).collect()
     if sample:
         values = [row.asDict() for row in sample]
         raise EncodeError(
@@ -129,10 +131,17 @@ def write_tfrecord(encoded: DataFrame, folder: str, compression: str, rows: int)
 
 
 def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
-    options: EncodeOptions = job.options
     io = stage_io(job)
+    reuse = reuses_fmap(io.get(FMAP), job)  # before any Spark work: a missing fmap fails fast
+    raw_uri = io.get(RAW_FEATURE).uri
+    with naming_bad_files({raw_uri: "encode input (raw features)"}):
+        return encode(spark, job, io, reuse)
+
+
+def encode(spark: SparkSession, job: JobConfig, io: StageIO, reuse: bool) -> dict[str, Any]:
+    """Fit or load the fmap, write the encoded table (and TFRecords); the job's result."""
+    options: EncodeOptions = job.options
     femodel = io.get(FMAP)
-    reuse = reuses_fmap(femodel, job)  # before any Spark work: a missing fmap fails fast
     raw = read_raw(spark, job, io.get(RAW_FEATURE).uri)
     fmap, normalizers = load_or_fit(raw, job, femodel, reuse)
     output = io.get(ENCODED_FEATURE).uri

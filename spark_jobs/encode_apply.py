@@ -27,6 +27,7 @@ from dlflow_airflow.contract.fmap import (
     Normalizers,
 )
 from dlflow_airflow.contract.schema import FeatureSpec, method_params
+from spark_jobs.columns import col, cols
 from spark_jobs.feature_types import (
     EncodeError,
     UnknownFeatureError,
@@ -114,7 +115,7 @@ def _join_vocab(
             ]
         ),
     )
-    joined = frame.join(F.broadcast(table), F.col(feature.name) == F.col(value_column), how="left")
+    joined = frame.join(F.broadcast(table), col(feature.name) == F.col(value_column), how="left")
     return joined.drop(value_column)
 
 
@@ -146,7 +147,7 @@ def encode_frame(
     ids: dict[tuple[str, str], Column] = {}
     for b, bucket in enumerate(fmap.buckets):
         for c, feature in enumerate(bucket.ctgs):
-            value = F.col(feature.name)
+            value = col(feature.name)
             if len(feature.meta.get("vocab", [])) > MAP_LOOKUP_LIMIT:
                 id_column = f"__dlflow_id_{b}_{c}"
                 frame = _join_vocab(spark, frame, feature, id_column, layout)
@@ -154,7 +155,7 @@ def encode_frame(
                 ids[(bucket.name, feature.name)] = reserved_ids(feature, value, found, layout)
             else:
                 ids[(bucket.name, feature.name)] = category_id(feature, value, layout)
-    outputs = [F.col(c) for c in (*fmap.primary_keys, *fmap.labels)]
+    outputs = cols((*fmap.primary_keys, *fmap.labels))
     for bucket in fmap.buckets:
         if bucket.nums:
             outputs.append(numeric_vector(bucket, types, normalizers))

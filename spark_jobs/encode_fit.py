@@ -4,8 +4,8 @@ Two passes over the frame: one aggregation (row count, array sizes, the
 statistics of scalars and of every array position) and one ``groupBy`` (the
 vocabularies of strings and map keys, with the statistics of each map key's
 values; :mod:`spark_jobs.vocabulary`). Buckets are ``job.buckets``; feature
-columns no bucket lists go to ``default``. Column types:
-:mod:`spark_jobs.feature_types`.
+columns no bucket lists go to ``default`` (configured or not: ``buckets.default``
+may give only a method). Column types: :mod:`spark_jobs.feature_types`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from pyspark.sql import types as T
 
 from dlflow_airflow.contract.fmap import VOCAB_START, Bucket, Feature, FeatureMap, Normalizers
 from dlflow_airflow.contract.jobconf import JobConfig
-from dlflow_airflow.contract.schema import BucketSpec
+from dlflow_airflow.contract.schema import DEFAULT_BUCKET, BucketSpec, check_buckets
 from spark_jobs import vocabulary
+from spark_jobs.columns import col
 from spark_jobs.feature_types import (
     ARRAY,
     MAP,
@@ -38,7 +39,6 @@ from spark_jobs.normalizers import fitted_names, statistic_aggs
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BUCKET = "default"
 MANY_CATEGORIES = vocabulary.MANY_CATEGORIES
 
 Stats = dict[str, float | None]
@@ -68,6 +68,10 @@ class FeatureColumns:
 
 def plan_buckets(names: list[str], job: JobConfig, all_columns: list[str]) -> dict[str, BucketSpec]:
     """The configured buckets, plus ``default`` holding every feature none of them lists."""
+    try:
+        check_buckets(job.buckets)
+    except ValueError as exc:
+        raise EncodeError(str(exc)) from None
     placed: dict[str, str] = {}
     for bucket, spec in job.buckets.items():
         for name in spec.features:
@@ -112,7 +116,7 @@ def _probe_array_sizes(frame: DataFrame, arrays: list[str]) -> dict[str, int]:
     that every row has that size."""
     sizes = {}
     for name in arrays:
-        first = frame.where(F.col(name).isNotNull()).select(F.size(name).alias("n")).first()
+        first = frame.where(col(name).isNotNull()).select(F.size(col(name)).alias("n")).first()
         if first is None:
             raise EncodeError(
                 f"array column {name!r} is null in every row: cannot learn its size; "
@@ -124,11 +128,11 @@ def _probe_array_sizes(frame: DataFrame, arrays: list[str]) -> dict[str, int]:
 
 def _array_aggs(index: int, name: str, data_type: T.DataType, size: int) -> list[Column]:
     """The size range of one array column and the statistics of each of its positions."""
-    present = F.when(F.col(name).isNotNull(), F.size(name))
+    present = F.when(col(name).isNotNull(), F.size(col(name)))
     aggs = [F.min(present).alias(f"__amin{index}"), F.max(present).alias(f"__amax{index}")]
     element = data_type.elementType  # type: ignore[attr-defined]
     for k in range(size):
-        value = as_double(F.try_element_at(F.col(name), F.lit(k + 1)), element)
+        value = as_double(F.try_element_at(col(name), F.lit(k + 1)), element)
         aggs += statistic_aggs(value, f"__a{index}_{k}_")
     return aggs
 
@@ -163,7 +167,7 @@ def fit_statistics(frame: DataFrame, columns: FeatureColumns) -> dict[str, list[
     for i, name in enumerate(arrays):
         aggs += _array_aggs(i, name, columns.types[name], sizes[name])
     for i, name in enumerate(scalars):
-        aggs += statistic_aggs(as_double(F.col(name), columns.types[name]), f"__s{i}_")
+        aggs += statistic_aggs(as_double(col(name), columns.types[name]), f"__s{i}_")
     row = frame.agg(*aggs).first()
     if row["__rows"] == 0:
         raise EncodeError("the raw table has no rows: cannot fit an fmap on it")

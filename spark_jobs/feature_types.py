@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from dlflow_airflow.contract.schema import FeatureSpec
+from spark_jobs.columns import col
 
 SCALAR, ARRAY, MAP, STRING = "scalar", "array", "map", "string"
 NUMERIC_TYPES = (
@@ -100,7 +101,7 @@ def element_values(
     An array whose length is not ``size`` fails the Spark task with an error
     naming the column and both lengths.
     """
-    column = F.col(name)
+    column = col(name)
     if isinstance(data_type, T.ArrayType):
         element = data_type.elementType
         values = [as_double(F.try_element_at(column, F.lit(i + 1)), element) for i in range(size)]

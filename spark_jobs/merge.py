@@ -38,8 +38,10 @@ from dlflow_airflow.contract.artifacts import RAW_FEATURE, stage_io
 from dlflow_airflow.contract.dependencies import resolve_all
 from dlflow_airflow.contract.jobconf import JobConfig
 from dlflow_airflow.contract.options import FeatureSource, MergeOptions, SeedSource
+from spark_jobs.columns import cols
 from spark_jobs.merge_steps import apply_steps
 from spark_jobs.paths import Staging, render_path, require_complete
+from spark_jobs.read_errors import naming_bad_files
 from spark_jobs.session import run_job
 
 log = logging.getLogger(__name__)
@@ -125,7 +127,7 @@ def check_columns(frame: DataFrame, item: Input, required: tuple[str, ...], what
 def check_unique(frame: DataFrame, item: Input) -> None:
     """Refuse an input with two rows for one key, naming a sample key."""
     duplicate = (
-        frame.groupBy(*item.keys)
+        frame.groupBy(*cols(item.keys))
         .agg(F.count(F.lit(1)).alias("__dlflow_rows"))
         .where(F.col("__dlflow_rows") > 1)
         .limit(1)
@@ -143,7 +145,7 @@ def check_unique(frame: DataFrame, item: Input) -> None:
 def check_key_types(seed: DataFrame, frame: DataFrame, item: Input) -> None:
     """Join keys must have the seed's type (integers of any width join safely)."""
     seed_types = {f.name: f.dataType for f in seed.schema.fields}
-    for field in frame.select(*item.keys).schema.fields:
+    for field in frame.select(*cols(item.keys)).schema.fields:
         mine, theirs = field.dataType, seed_types[field.name]
         integral = isinstance(mine, T.IntegralType) and isinstance(theirs, T.IntegralType)
         if mine != theirs and not integral:
@@ -170,9 +172,10 @@ def merge_frames(
                     f"{item.label} ({item.path}); drop or rename it in one of them"
                 )
             owners[column.lower()] = item
-        merged = merged.join(frame.select(*item.keys, *values), on=list(item.keys), how="left")
+        picked = frame.select(*cols([*item.keys, *values]))
+        merged = merged.join(picked, on=list(item.keys), how="left")
         columns.extend(values)
-    return merged.select(*columns)
+    return merged.select(*cols(columns))
 
 
 def resolve_dependencies(job: JobConfig) -> dict[str, str]:
@@ -201,13 +204,31 @@ def read_sources(
 
 
 def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
-    options: MergeOptions = job.options
     extra = resolve_dependencies(job)
 
     def render(text: str) -> str:
         return render_path(text, workspace=job.workspace, date=job.date, extra=extra)
 
     seed_input, source_inputs = parse_inputs(job, render)
+    tables = {
+        i.path: f"merge input ({i.label})"
+        for i in (seed_input, *source_inputs)
+        if i.format != "sql"
+    }
+    with naming_bad_files(tables):  # a truncated upstream file: named, not a JVM trace
+        result = merge(spark, job, render, seed_input, source_inputs)
+    return {**result, "dependencies": extra}
+
+
+def merge(
+    spark: SparkSession,
+    job: JobConfig,
+    render: Render,
+    seed_input: Input,
+    source_inputs: list[Input],
+) -> dict[str, Any]:
+    """Join, check and write the merged table; returns the rows, columns and output."""
+    options: MergeOptions = job.options
     seed = read_input(spark, seed_input, render)
     check_columns(
         seed, seed_input, (*job.feature.primary_keys, *job.feature.labels), "primary key / label"
@@ -233,7 +254,7 @@ def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
             )
         staging.commit()
     log.info("merged %d rows from %d sources into %s", rows, len(sources), final)
-    return {"rows": rows, "columns": merged.columns, "output": final, "dependencies": extra}
+    return {"rows": rows, "columns": merged.columns, "output": final}
 
 
 def main(argv: list[str] | None = None) -> None:

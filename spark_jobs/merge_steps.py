@@ -28,6 +28,7 @@ from dlflow_airflow.contract.options import (
     MergeStep,
     SqlStep,
 )
+from spark_jobs.columns import col, cols
 
 
 class MergeStepError(ValueError):
@@ -35,7 +36,7 @@ class MergeStepError(ValueError):
 
 
 def _missing(column: str, data_type: T.DataType) -> Column:
-    value = F.col(column)
+    value = col(column)
     if isinstance(data_type, (T.FloatType, T.DoubleType)):
         return value.isNull() | F.isnan(value)
     return value.isNull()
@@ -72,7 +73,7 @@ def fill_missing(frame: DataFrame, step: FillMissingStep, keys: tuple[str, ...])
             value = step.by_type[type_name]
         else:
             continue
-        column = F.col(field.name)
+        column = col(field.name)
         if isinstance(field.dataType, (T.FloatType, T.DoubleType)):
             column = F.nanvl(column, F.lit(None).cast(field.dataType))
         filled[field.name] = F.coalesce(column, F.lit(value).cast(field.dataType))
@@ -98,7 +99,7 @@ def sql_step(
     clash = [c for c in result.columns if c in frame.columns and c not in join_keys]
     if clash:
         raise MergeStepError(f"sql step {uri}: column(s) {clash} already exist in the table")
-    duplicate = result.groupBy(*join_keys).count().where("count > 1").limit(1).collect()
+    duplicate = result.groupBy(*cols(join_keys)).count().where("count > 1").limit(1).collect()
     if duplicate:
         raise MergeStepError(
             f"sql step {uri}: the query returns more than one row for keys "

@@ -45,6 +45,7 @@ from dlflow_airflow.contract.fmap import FeatureMap
 from dlflow_airflow.contract.jobconf import JobConfig
 from dlflow_airflow.contract.options import PredictOptions
 from spark_jobs.paths import Staging, require_complete
+from spark_jobs.read_errors import naming_bad_files
 from spark_jobs.session import run_job
 from tf_jobs.model_io import ModelNotFoundError, model_file_uri
 
@@ -366,8 +367,14 @@ def check_model_fits(
 
 
 def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
-    options: PredictOptions = job.options
     paths = predict_io(job)
+    with naming_bad_files({paths.encoded: "predict input (encoded features)"}):
+        return predict(spark, job, paths)
+
+
+def predict(spark: SparkSession, job: JobConfig, paths: PredictIO) -> dict[str, Any]:
+    """Score the encoded partition and commit exactly its rows; the job's result."""
+    options: PredictOptions = job.options
     fmap = FeatureMap.load(paths.femodel)
     encoded = spark.read.parquet(paths.encoded)
     inputs, outputs = check_model_fits(fmap, encoded, paths, list(options.pass_through))

@@ -19,6 +19,7 @@ from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
 from dlflow_airflow.contract.jobconf import JobConfig, emit_result
+from spark_jobs.read_errors import naming_bad_files
 
 # Defaults only: a key already set (spark-submit --conf, spark-defaults.conf)
 # wins, so operators and cluster admins keep control.
@@ -66,7 +67,8 @@ def run_job(name: str, run: JobRun, argv: Sequence[str] | None = None) -> dict[s
     job = JobConfig.from_argv(argv, job=name)
     spark = build_session(app_name(job))
     try:
-        result = run(spark, job)
+        with naming_bad_files({}):  # jobs name their inputs; this names any other file
+            result = run(spark, job)
         emit_result(result)
     finally:
         spark.stop()

@@ -20,6 +20,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from spark_jobs.columns import col
 from spark_jobs.normalizers import statistic_aggs
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def _pairs(index: int, request: VocabRequest, data_type: T.DataType) -> Column:
     Built from codegen-friendly expressions (no higher-order lambda), since this
     runs over every row of the raw table.
     """
-    column = F.col(request.column)
+    column = col(request.column)
     if request.is_map:
         keys = F.map_keys(column)
         values = F.map_values(column)

@@ -4,7 +4,8 @@ Parquet record batches are read with ``pyarrow.dataset`` and turned into
 model inputs by :mod:`tf_jobs.batches` (vectorised, the same conversion Spark
 predict uses). Shuffling and re-batching happen in numpy on whole Arrow
 batches, so no Python code ever runs per row and ``tf.data`` only sees
-ready-made training batches.
+ready-made training batches. A part file that cannot be read (truncated or
+corrupt) is a :class:`CorruptFileError` naming the partition and the file.
 
 Example::
 
@@ -18,12 +19,14 @@ import itertools
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from dlflow_airflow.contract import storage
 from dlflow_airflow.contract.fmap import FeatureMap
@@ -41,10 +44,35 @@ IGNORED_PREFIXES = ["_", "."]
 READ_BATCH_ROWS = 65_536
 # Training batches handed from Python to tf.data per generator call.
 GROUP_BATCHES = 16
+# What pyarrow raises for a file it cannot read (bad magic bytes, corrupt pages...).
+READ_ERRORS: tuple[type[BaseException], ...] = (pa.ArrowException, OSError)
 
 
 class EncodedDataError(ValueError):
     """The encoded partition is missing, incomplete, empty or does not fit the fmap."""
+
+
+class CorruptFileError(EncodedDataError):
+    """A part file of the encoded partition cannot be read (truncated or corrupt)."""
+
+    def __init__(self, uri: str, file: str, reason: str) -> None:
+        super().__init__(
+            f"cannot read Parquet file {file} of encoded partition {uri}: {reason}. "
+            "The file is truncated or corrupt: rerun encode for that date"
+        )
+
+
+def corrupt_file_message(text: str) -> str | None:
+    """The :class:`CorruptFileError` message in a TensorFlow error's text, if any.
+
+    ``tf.data`` runs :func:`iter_arrays` as a Python generator and reports what
+    it raised as text inside its own error.
+    """
+    marker = f"{CorruptFileError.__name__}: "
+    start = text.find(marker)
+    if start < 0:
+        return None
+    return text[start + len(marker) :].splitlines()[0]
 
 
 @dataclass(frozen=True)
@@ -90,7 +118,8 @@ MAX_DISTINCT_LABELS = 20
 def open_encoded(uri: str, fmap: FeatureMap, label: str | None = None) -> EncodedSource:
     """Open a complete encoded partition and check it has the fmap's columns.
 
-    :raises EncodedDataError: no ``_SUCCESS``, no part files, or missing columns.
+    :raises EncodedDataError: no ``_SUCCESS``, no part files, or missing columns;
+        :class:`CorruptFileError` when the footer read for the schema fails.
     """
     if not storage.exists(uri):
         raise EncodedDataError(f"encoded partition {uri} does not exist; did encode run?")
@@ -99,10 +128,7 @@ def open_encoded(uri: str, fmap: FeatureMap, label: str | None = None) -> Encode
             f"encoded partition {uri} is not complete (no _SUCCESS marker); "
             "encode may still be running or has failed"
         )
-    filesystem, path = storage.resolve(uri)
-    dataset = pads.dataset(
-        path, filesystem=filesystem, format="parquet", ignore_prefixes=IGNORED_PREFIXES
-    )
+    dataset = _dataset(uri)
     if not dataset.files:
         raise EncodedDataError(f"encoded partition {uri} has no part files")
     wanted = [*input_specs(fmap), *([label] if label else [])]
@@ -115,8 +141,73 @@ def open_encoded(uri: str, fmap: FeatureMap, label: str | None = None) -> Encode
     return EncodedSource(uri=uri, dataset=dataset)
 
 
+def _dataset(uri: str) -> pads.Dataset:
+    """The partition's part files as a dataset (its schema read from one footer)."""
+    filesystem, path = storage.resolve(uri)
+    try:
+        return pads.dataset(
+            path, filesystem=filesystem, format="parquet", ignore_prefixes=IGNORED_PREFIXES
+        )
+    except READ_ERRORS as exc:
+        raise unreadable(uri, filesystem, _part_files(filesystem, path), [], exc) from None
+
+
+def _part_files(filesystem: Any, path: str) -> list[str]:
+    """The files under ``path`` a dataset reads (none under an ignored prefix)."""
+    ignored = tuple(IGNORED_PREFIXES)
+    files = []
+    for info in filesystem.get_file_info(pafs.FileSelector(path, recursive=True)):
+        parts = info.path[len(path) :].strip("/").split("/")
+        if info.type == pafs.FileType.File and not any(p.startswith(ignored) for p in parts):
+            files.append(info.path)
+    return sorted(files)
+
+
+def unreadable(
+    uri: str, filesystem: Any, files: list[str], columns: list[str], exc: BaseException
+) -> EncodedDataError:
+    """The error for a failed read of ``files``: the first file whose footer (and
+    ``columns``) cannot be read is named; else the partition and ``exc``."""
+    for file in files:
+        try:
+            with filesystem.open_input_file(file) as handle:
+                parquet = pq.ParquetFile(handle)  # reads the footer
+                if columns:
+                    for _ in parquet.iter_batches(columns=columns):
+                        pass
+        except READ_ERRORS as found:
+            return CorruptFileError(uri, file, _first_line(found))
+    return EncodedDataError(f"cannot read encoded partition {uri}: {_first_line(exc)}")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _fragment_batches(
+    source: EncodedSource, fragment: pads.Fragment, columns: list[str]
+) -> Iterator[pa.RecordBatch]:
+    """One part file's record batches; a read failure is a :class:`CorruptFileError`."""
+    try:
+        yield from fragment.to_batches(columns=columns, batch_size=READ_BATCH_ROWS)
+    except READ_ERRORS as exc:
+        raise CorruptFileError(source.uri, fragment.path, _first_line(exc)) from None
+
+
 def scan_labels(source: EncodedSource, label: str) -> LabelSummary:
-    """Count rows and positives and collect distinct label values, reading one column."""
+    """Count rows and positives and collect distinct label values, reading one column.
+
+    :raises CorruptFileError: a part file cannot be read.
+    """
+    try:
+        return _scan_labels(source, label)
+    except READ_ERRORS as exc:
+        filesystem = source.dataset.filesystem
+        raise unreadable(source.uri, filesystem, source.files, [label], exc) from None
+
+
+def _scan_labels(source: EncodedSource, label: str) -> LabelSummary:
     rows = 0
     positives = 0.0
     values: set[float] = set()
@@ -153,6 +244,8 @@ def iter_arrays(
     With ``shuffle`` the part files are visited in a random order and rows are
     permuted inside windows of ``shuffle_buffer`` rows; ``epoch`` varies the
     order between epochs while keeping runs reproducible.
+
+    :raises CorruptFileError: a part file cannot be read.
     """
     columns = [*input_specs(fmap), label]
     rng = np.random.default_rng([options.seed, epoch])
@@ -165,7 +258,7 @@ def iter_arrays(
     pending: list[tuple[dict[str, np.ndarray], np.ndarray]] = []
     pending_rows = 0
     for fragment in fragments:
-        for batch in fragment.to_batches(columns=columns, batch_size=READ_BATCH_ROWS):
+        for batch in _fragment_batches(source, fragment, columns):
             if not batch.num_rows:
                 continue
             pending.append(_convert(batch, fmap, label))

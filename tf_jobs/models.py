@@ -1,4 +1,9 @@
-"""The model registry: model builders by name, with their parameters and defaults.
+"""The built-in model builders, and building a model from the catalogue.
+
+The catalogue (names, parameters, defaults, tasks; user models and entry
+points) is :mod:`dlflow_airflow.contract.models`, read without TensorFlow at
+parse time; its names are re-exported here for the jobs and for user code
+written against ``tf_jobs.models``.
 
 A builder gets the :class:`~dlflow_airflow.contract.fmap.FeatureMap` and the resolved
 parameters and returns a compiled Keras model whose inputs are named after
@@ -7,182 +12,58 @@ evaluate and Spark predict can all feed it ``batches.inputs_from_arrow``.
 Builders use built-in Keras layers only: ``keras.models.load_model(path,
 compile=False)`` then needs no custom objects on Spark executors.
 
-Built-ins: ``dnn_binary_classifier``, ``dnn_regressor`` (DLFlow's) and
-``deepfm``. User models (see docs/models.md for the contract) are a
-:class:`ModelSpec` named in YAML as ``package.module:ATTR`` or registered
-under the entry-point group ``dlflow_airflow.models``::
-
-    MY_MODEL = ModelSpec(name="my_model", build=build_my_model, defaults={"units": 16})
-
 Keras is imported inside builders so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any
 
 from dlflow_airflow.contract.fmap import FeatureMap, FmapError
-from dlflow_airflow.contract.plugins import PluginLookupError, lookup
+from dlflow_airflow.contract.models import (
+    BINARY,
+    ENTRY_POINT_GROUP,
+    MODELS,
+    REGRESSION,
+    TRAIN_DEFAULTS,
+    Builder,
+    ModelConfigError,
+    ModelParamsError,
+    ModelSpec,
+    Validator,
+    get_model,
+    register_model,
+    resolve_params,
+)
 
-ENTRY_POINT_GROUP = "dlflow_airflow.models"
-BINARY = "binary"
-REGRESSION = "regression"
-
-# Read by train.py for every model, whatever its builder.
-TRAIN_DEFAULTS: dict[str, Any] = {"epochs": 3, "batch_size": 512}
-
-Builder = Callable[[FeatureMap, Mapping[str, Any]], Any]
-Validator = Callable[[Mapping[str, Any]], None]
-
-
-class ModelConfigError(ValueError):
-    """An unknown model name or a bad model parameter."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One registered model.
-
-    :param name: the name used in ``model.name`` of a pipeline.
-    :param build: ``(fmap, params) -> compiled keras.Model``.
-    :param defaults: the builder's own parameters and their defaults; the
-        type of each default is the accepted type.
-    :param task: the label kind it learns (``binary`` labels must be 0/1).
-    :param validate: optional range checks on the resolved parameters.
-    """
-
-    name: str
-    build: Builder
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    task: str = BINARY
-    validate: Validator | None = None
-
-    def accepted(self) -> dict[str, Any]:
-        """Every parameter this model takes, with its default."""
-        return {**TRAIN_DEFAULTS, **self.defaults}
-
-
-MODELS: dict[str, ModelSpec] = {}
-
-
-def register_model(spec: ModelSpec) -> ModelSpec:
-    if spec.name in MODELS:
-        raise ModelConfigError(f"model {spec.name!r} is already registered")
-    MODELS[spec.name] = spec
-    return spec
-
-
-def get_model(name: str) -> ModelSpec:
-    """The model ``name``: a built-in, an entry point of ``dlflow_airflow.models``,
-    or ``package.module:attr`` naming a :class:`ModelSpec`.
-
-    :raises ModelConfigError: unknown name (the message lists the known ones),
-        or an entry point / attribute that is not a :class:`ModelSpec`.
-    """
-    try:
-        found = lookup(
-            name,
-            what="model",
-            builtins=MODELS,
-            entry_point_group=ENTRY_POINT_GROUP,
-            hint="a user model is 'package.module:ATTR' naming a tf_jobs.models.ModelSpec",
-        )
-    except PluginLookupError as exc:
-        raise ModelConfigError(str(exc)) from None
-    return _check_spec(found, f"model {name!r}")
-
-
-def _check_spec(obj: Any, what: str) -> ModelSpec:
-    if not isinstance(obj, ModelSpec):
-        raise ModelConfigError(f"{what} is a {type(obj).__name__}, not a tf_jobs.models.ModelSpec")
-    return obj
-
-
-def resolve_params(spec: ModelSpec, params: Mapping[str, Any]) -> dict[str, Any]:
-    """Defaults overlaid with ``params``, type-checked against the defaults.
-
-    :raises ModelConfigError: an unknown name or a value of the wrong type or range.
-    """
-    accepted = spec.accepted()
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise ModelConfigError(
-            f"model {spec.name!r}: unknown params {unknown}; "
-            f"accepted params: {', '.join(sorted(accepted))}"
-        )
-    resolved = dict(accepted)
-    for key, value in params.items():
-        resolved[key] = _coerce(spec.name, key, value, accepted[key])
-    for key in TRAIN_DEFAULTS:
-        if resolved[key] < 1:
-            raise ModelConfigError(
-                f"model {spec.name!r}: param {key} must be >= 1, got {resolved[key]}"
-            )
-    if spec.validate:
-        spec.validate(resolved)
-    return resolved
+__all__ = [
+    "BINARY",
+    "ENTRY_POINT_GROUP",
+    "MODELS",
+    "REGRESSION",
+    "TRAIN_DEFAULTS",
+    "Builder",
+    "ModelConfigError",
+    "ModelParamsError",
+    "ModelSpec",
+    "Validator",
+    "build_deepfm",
+    "build_dnn_binary_classifier",
+    "build_dnn_regressor",
+    "build_model",
+    "get_model",
+    "model_inputs",
+    "register_model",
+    "resolve_params",
+]
 
 
 def build_model(spec: ModelSpec, fmap: FeatureMap, params: Mapping[str, Any]) -> Any:
     """The compiled Keras model of ``spec`` for ``fmap`` (``params`` already resolved)."""
     if not fmap.input_columns():
         raise FmapError(f"fmap {fmap.feature_tag}/{fmap.model_date} has no input features")
-    return spec.build(fmap, params)
-
-
-def _coerce(model: str, key: str, value: Any, default: Any) -> Any:
-    def fail(expected: str) -> ModelConfigError:
-        return ModelConfigError(
-            f"model {model!r}: param {key} must be {expected}, got {value!r} (default {default!r})"
-        )
-
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise fail("true or false")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise fail("an integer")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise fail("a number")
-        return float(value)
-    if isinstance(default, list):
-        if not isinstance(value, list | tuple) or not all(
-            isinstance(v, int) and not isinstance(v, bool) for v in value
-        ):
-            raise fail("a list of integers")
-        return list(value)
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise fail("a string")
-        return value
-    return value
-
-
-# --- the built-ins ------------------------------------------------------------------------
-
-
-def _positive_units(name: str, params: Mapping[str, Any]) -> None:
-    if any(units < 1 for units in params["hidden_units"]):
-        raise ModelConfigError(
-            f"model {name!r}: hidden_units must be positive, got {params['hidden_units']}"
-        )
-    if params["embedding_dim"] < 1:
-        raise ModelConfigError(
-            f"model {name!r}: embedding_dim must be >= 1, got {params['embedding_dim']}"
-        )
-    if not 0.0 <= params["dropout"] < 1.0:
-        raise ModelConfigError(
-            f"model {name!r}: dropout must be in [0, 1), got {params['dropout']}"
-        )
-    if params["learning_rate"] <= 0.0:
-        raise ModelConfigError(
-            f"model {name!r}: learning_rate must be > 0, got {params['learning_rate']}"
-        )
+    return spec.builder()(fmap, params)
 
 
 def model_inputs(fmap: FeatureMap) -> dict[str, Any]:
@@ -328,39 +209,3 @@ def build_deepfm(fmap: FeatureMap, params: Mapping[str, Any]) -> Any:
     score = keras.layers.Activation("sigmoid", name="score")(logit)
     model = keras.Model(inputs=inputs, outputs=score, name="deepfm")
     return _compile_binary(model, params["learning_rate"])
-
-
-_DNN_DEFAULTS: dict[str, Any] = {
-    "hidden_units": [64, 32],
-    "embedding_dim": 8,
-    "dropout": 0.0,
-    "learning_rate": 0.001,
-}
-
-register_model(
-    ModelSpec(
-        name="dnn_binary_classifier",
-        build=build_dnn_binary_classifier,
-        defaults=_DNN_DEFAULTS,
-        task=BINARY,
-        validate=lambda p: _positive_units("dnn_binary_classifier", p),
-    )
-)
-register_model(
-    ModelSpec(
-        name="dnn_regressor",
-        build=build_dnn_regressor,
-        defaults=_DNN_DEFAULTS,
-        task=REGRESSION,
-        validate=lambda p: _positive_units("dnn_regressor", p),
-    )
-)
-register_model(
-    ModelSpec(
-        name="deepfm",
-        build=build_deepfm,
-        defaults={**_DNN_DEFAULTS, "hidden_units": [64, 32]},
-        task=BINARY,
-        validate=lambda p: _positive_units("deepfm", p),
-    )
-)

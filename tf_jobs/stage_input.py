@@ -57,13 +57,19 @@ class StageInput:
 
     @contextmanager
     def reading(self) -> Iterator[None]:
-        """Report a corrupt part file met while iterating as an :class:`EncodedDataError`."""
+        """Report a corrupt part file met while iterating as an :class:`EncodedDataError`
+        (a TFRecord's data loss, or a Parquet file the input generator could not read)."""
         import tensorflow as tf
 
         try:
             yield
         except tf.errors.DataLossError as exc:
             raise EncodedDataError(f"corrupt input under {self.uri}: {exc.message}") from None
+        except tf.errors.OpError as exc:
+            message = inputs.corrupt_file_message(exc.message)
+            if message is None:
+                raise
+            raise EncodedDataError(message) from None
 
 
 def open_stage_input(

@@ -27,11 +27,11 @@ import string
 from dataclasses import dataclass
 from datetime import date as Date
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Discriminator, Field, Tag, field_validator
 
-from dlflow_airflow.contract.schema import Name, StrictModel
+from dlflow_airflow.contract.schema import EnvPath, Name, StrictModel
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class Checks(StrictModel):
 
 
 class PathDependency(StrictModel):
-    path: str
+    path: EnvPath
     offset_days: int = 0
     degrade_days: int = Field(default=0, ge=0, le=366)
     format: Literal["parquet", "orc", "json", "csv"] = "parquet"
@@ -79,8 +79,35 @@ class DateDependency(StrictModel):
 class StaticDependency(StrictModel):
     static: str | int | float | bool
 
+    @field_validator("static", mode="before")
+    @classmethod
+    def _date_as_text(cls, value: Any) -> Any:
+        return value.isoformat() if isinstance(value, Date) else value
 
-Dependency = PathDependency | DateDependency | StaticDependency
+
+DEPENDENCY_KINDS = ("PathDependency", "DateDependency", "StaticDependency")
+"""The tags of the dependency union (error locations name them; messages need not)."""
+
+
+def _dependency_kind(value: Any) -> str | None:
+    """The kind a dependency names by its key, so an error speaks of that kind alone."""
+    if isinstance(value, BaseModel):
+        return type(value).__name__
+    if isinstance(value, dict):
+        for key, kind in (("path", "PathDependency"), ("date", "DateDependency")):
+            if key in value:
+                return kind
+        return "StaticDependency"
+    return None
+
+
+Dependency = Annotated[
+    Annotated[PathDependency, Tag("PathDependency")]
+    | Annotated[DateDependency, Tag("DateDependency")]
+    | Annotated[StaticDependency, Tag("StaticDependency")],
+    Discriminator(_dependency_kind),
+]
+"""A dependency: its kind is chosen by its key (``path``, ``date`` or ``static``)."""
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,9 @@ class FmapError(ValueError):
 class Feature:
     """One raw column inside a bucket field.
 
-    :param name: the raw column name.
+    :param name: the raw column name, exactly as in the raw table (spaces, dots
+        and all). It names no model input, encoded column or TFRecord key: the
+        feature is positions ``[offset, offset + size)`` of its bucket's input.
     :param dtype: the raw Spark type name (``double``, ``string``...).
     :param size: width in the bucket vector (numerics) or number of ids
         (categoricals: the vocabulary plus the reserved unseen and null ids).
@@ -123,10 +125,16 @@ class Bucket:
 
     @property
     def nums_column(self) -> str:
+        """The numeric input: an encoded column, TFRecord key and Keras input name.
+
+        Named after the bucket (an identifier), never after a feature, so any
+        raw column name is safe as a feature.
+        """
         return f"{self.name}_nums"
 
     @property
     def ctgs_column(self) -> str:
+        """The categorical input, named like :attr:`nums_column`."""
         return f"{self.name}_ctgs"
 
     @property

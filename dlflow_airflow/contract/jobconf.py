@@ -24,11 +24,11 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter
 from dlflow_airflow.contract.artifacts import JOBS, StageRef, job_tags
 from dlflow_airflow.contract.layout import Layout, check_date
 from dlflow_airflow.contract.options import JOB_OPTIONS
-from dlflow_airflow.contract.schema import BucketSpec, FeatureSpec, ModelSpec, Name
+from dlflow_airflow.contract.schema import Buckets, BucketSpec, FeatureSpec, ModelSpec
 
 RESULT_PREFIX = "DLFLOW_RESULT "
 # Validated as one mapping, so an error names the bucket (``user.method``).
-_BUCKETS = TypeAdapter(dict[Name, BucketSpec])
+_BUCKETS = TypeAdapter(Buckets)
 # Where a container job also writes its result, for the provider's XCom mechanism.
 RESULT_FILE_ENV = "DLFLOW_RESULT_FILE"
 

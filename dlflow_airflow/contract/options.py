@@ -5,17 +5,59 @@ job parses the same document back into the same model
 (:meth:`dlflow_airflow.contract.jobconf.JobConfig.from_argv`), so a default
 lives here and nowhere else. Pure pydantic: importable on Spark executors and
 in containers.
+
+Paths (merge's seed, sources, SQL files and dependencies) are :data:`EnvPath`:
+``${NAME}`` / ``${NAME:-default}`` are expanded when the pipeline is
+validated, so the job document carries the expanded path. Their ``{name}``
+placeholders are filled per run; :func:`path_templates` lists every such path
+with the placeholders it may use.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from datetime import date
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-from dlflow_airflow.contract.dependencies import Dependency
+from dlflow_airflow.contract.dependencies import (
+    BASE_PLACEHOLDERS,
+    Dependency,
+    DependencyError,
+    PathDependency,
+    render,
+)
 from dlflow_airflow.contract.layout import check_date
-from dlflow_airflow.contract.schema import Name, StrictModel
+from dlflow_airflow.contract.schema import EnvPath, Name, StrictModel
+
+
+def _no_reserved_names(value: dict[str, Dependency]) -> dict[str, Dependency]:
+    clash = sorted(set(value) & set(BASE_PLACEHOLDERS))
+    if clash:
+        raise ValueError(
+            f"dependency names {clash} are reserved placeholders "
+            f"({', '.join(BASE_PLACEHOLDERS)}); rename them"
+        )
+    return value
+
+
+Dependencies = Annotated[
+    dict[Name, Dependency],
+    AfterValidator(_no_reserved_names),
+]
+"""Named upstream dependencies; each name is a placeholder of merge's paths."""
+
+
+def _date_text(value: Any) -> Any:
+    """An unquoted YAML date (``2026-02-01``) as the text ``"2026-02-01"``."""
+    return value.isoformat() if isinstance(value, date) else value
 
 
 class DemoDataOptions(StrictModel):
@@ -26,9 +68,10 @@ class DemoDataOptions(StrictModel):
 
 
 class TableSource(StrictModel):
-    """A dated upstream table. ``path`` may hold {workspace}, {date} and {date_nodash}."""
+    """A dated upstream table. ``path`` may hold {workspace}, {date}, {date_nodash}
+    and merge's dependency names."""
 
-    path: str
+    path: EnvPath
     format: Literal["parquet", "orc", "json", "csv"] = "parquet"
 
 
@@ -40,8 +83,8 @@ class FeatureSource(TableSource):
 class SeedSource(StrictModel):
     """The seed: a dated table ``path`` or a ``sql`` file (placeholders allowed in both)."""
 
-    path: str | None = None
-    sql: str | None = None
+    path: EnvPath | None = None
+    sql: EnvPath | None = None
     format: Literal["parquet", "orc", "json", "csv"] = "parquet"
 
     @model_validator(mode="after")
@@ -52,7 +95,7 @@ class SeedSource(StrictModel):
 
 
 class SqlStep(StrictModel):
-    file: str
+    file: EnvPath
     join_keys: list[Name] | None = None
 
 
@@ -85,7 +128,7 @@ class MergeOptions(StrictModel):
 
     seed: SeedSource
     sources: list[FeatureSource] = []
-    dependencies: dict[Name, Dependency] = {}
+    dependencies: Dependencies = {}
     steps: list[MergeStep] = []
     unique_check: bool = True
 
@@ -97,11 +140,65 @@ class WaitUpstreamOptions(StrictModel):
     :param mode: ``reschedule`` frees the worker slot between checks.
     :param deferrable: wait in Airflow's triggerer instead (no worker slot at all)."""
 
-    dependencies: dict[Name, Dependency] = Field(min_length=1)
+    dependencies: Annotated[Dependencies, Field(min_length=1)]
     poke_interval_seconds: int = Field(default=300, ge=10)
     timeout_hours: float = Field(default=24, gt=0)
     mode: Literal["reschedule", "poke"] = "reschedule"
     deferrable: bool = False
+
+
+@dataclass(frozen=True)
+class PathTemplate:
+    """One path option of a stage, filled per run.
+
+    :param key: where it is in the stage's options, e.g. ``sources.0.path``.
+    :param placeholders: the ``{name}`` placeholders the job fills in it.
+    """
+
+    key: str
+    template: str
+    placeholders: tuple[str, ...]
+
+    def problem(self) -> str | None:
+        """Why the job could not fill it (an unknown or malformed placeholder), else None."""
+        try:
+            render(self.template, dict.fromkeys(self.placeholders, ""))
+        except DependencyError as exc:
+            return str(exc)
+        return None
+
+
+def path_templates(options: BaseModel) -> tuple[PathTemplate, ...]:
+    """Every path of a stage's options that the job fills with placeholders.
+
+    Dependency paths take :data:`BASE_PLACEHOLDERS`; merge's seed, sources and
+    SQL step files also take each dependency's name.
+    """
+    if isinstance(options, WaitUpstreamOptions):
+        return _dependency_templates(options.dependencies)
+    if not isinstance(options, MergeOptions):
+        return ()
+    names = (*BASE_PLACEHOLDERS, *options.dependencies)
+    seed_key = "seed.path" if options.seed.path is not None else "seed.sql"
+    seed = options.seed.path if options.seed.path is not None else options.seed.sql
+    found = [PathTemplate(seed_key, str(seed), names)]
+    found += [
+        PathTemplate(f"sources.{i}.path", s.path, names) for i, s in enumerate(options.sources)
+    ]
+    found += [
+        PathTemplate(f"steps.{i}.sql.file", step.sql.file, names)
+        for i, step in enumerate(options.steps)
+        if step.sql is not None
+    ]
+    return (*_dependency_templates(options.dependencies), *found)
+
+
+def _dependency_templates(dependencies: dict[str, Dependency]) -> tuple[PathTemplate, ...]:
+    return tuple(
+        PathTemplate(f"dependencies.{name}.path", dep.path, BASE_PLACEHOLDERS)
+        for name, dep in dependencies.items()
+        if isinstance(dep, PathDependency)
+    )
 
 
 class EncodeOptions(StrictModel):
@@ -245,9 +342,10 @@ class TrainOptions(TfJobOptions):
     warm_start: str = "none"
     checkpoint_every_steps: int = Field(default=500, ge=1)
 
-    @field_validator("warm_start")
+    @field_validator("warm_start", mode="before")
     @classmethod
-    def _check_warm_start(cls, value: str) -> str:
+    def _check_warm_start(cls, value: Any) -> Any:
+        value = _date_text(value)
         if value in ("none", "latest"):
             return value
         try:

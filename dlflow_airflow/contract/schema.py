@@ -7,16 +7,56 @@ parses the job document back into them.
 
 from __future__ import annotations
 
+import os
+import re
+import unicodedata
 from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from dlflow_airflow.contract.layout import check_date
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 Tag = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+ENV_PREFIX = "DLFLOW_"
+"""Only ``${DLFLOW_...}`` variables expand: the DAG processor's environment also holds
+Airflow's own secrets (``AIRFLOW__DATABASE__SQL_ALCHEMY_CONN``...), and an expanded
+path reaches every job's arguments and logs."""
+
+
+def expand_env(value: str) -> str:
+    """Replace ``${DLFLOW_NAME}`` and ``${DLFLOW_NAME:-default}`` with the environment's values.
+
+    :raises ValueError: ``NAME`` is unset and has no default, or does not start
+        with :data:`ENV_PREFIX` (the message names it).
+    """
+
+    def repl(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if not name.startswith(ENV_PREFIX):
+            raise ValueError(
+                f"${{{name}}}: only variables named {ENV_PREFIX}* expand in a pipeline "
+                "(secrets belong in Airflow connections); export it as "
+                f"{ENV_PREFIX}{name} or write the value"
+            )
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise ValueError(f"environment variable {name} is not set and has no default")
+
+    return _ENV_REF.sub(repl, value)
+
+
+EnvPath = Annotated[str, AfterValidator(expand_env)]
+"""A path or URI whose ``${NAME}`` / ``${NAME:-default}`` are expanded when validated."""
+
 
 MODEL_DATE_MODES = ("same", "latest")
 """``model.date`` is one of these or a date YYYY-MM-DD."""
@@ -28,13 +68,28 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def check_feature_name(name: str) -> str:
+    """A feature is any raw column: a non-empty name without control characters."""
+    if not name or any(unicodedata.category(char) == "Cc" for char in name):
+        raise ValueError(f"{name!r}: a feature name must be non-empty, without control characters")
+    return name
+
+
+FeatureName = Annotated[str, AfterValidator(check_feature_name)]
+"""A raw column as a feature: any Spark column name (spaces and dots included).
+
+It never becomes a model input, TFRecord or encoded-table name: those are named
+after the bucket (:attr:`~dlflow_airflow.contract.fmap.Bucket.nums_column`).
+"""
+
+
 class FeatureSpec(StrictModel):
     """Which feature version this pipeline builds and which columns are special."""
 
     tag: Tag
     primary_keys: list[Name] = Field(min_length=1)
     labels: list[Name] = []
-    drop_columns: list[Name] = []
+    drop_columns: list[FeatureName] = []
 
 
 class ModelSpec(StrictModel):
@@ -58,10 +113,16 @@ class ModelSpec(StrictModel):
             raise ValueError("expected 'same', 'latest' or a date YYYY-MM-DD") from None
 
 
+DEFAULT_BUCKET = "default"
+"""The bucket that collects every feature no other bucket lists."""
+
+
 class BucketSpec(StrictModel):
     """A group of features that share one numeric vector and one embedding id space.
 
-    :param features: the raw columns in this bucket.
+    :param features: the raw columns in this bucket; optional for the bucket
+        ``default`` only (:data:`Buckets`), which also takes every feature no
+        other bucket lists.
     :param encode: False passes numeric values through untouched (nulls become 0).
     :param method: how the bucket's numeric vector is normalised.
     :param params: the method's parameters: minmax ``min``/``max`` (the output
@@ -71,7 +132,7 @@ class BucketSpec(StrictModel):
     :param max_size: keep at most this many categories (the most frequent).
     """
 
-    features: list[Name] = Field(min_length=1)
+    features: list[FeatureName] = []
     encode: bool = True
     method: Literal["minmax", "zscore", "pnorm"] = "minmax"
     params: dict[str, float | int | bool] = {}
@@ -95,6 +156,21 @@ class BucketSpec(StrictModel):
         if self.method == "pnorm" and float(params["p"]) < 1:
             raise ValueError(f"params.p must be at least 1, got {params['p']}")
         return self
+
+
+def check_buckets(buckets: dict[str, BucketSpec]) -> dict[str, BucketSpec]:
+    """Every bucket but :data:`DEFAULT_BUCKET` must list at least one feature."""
+    empty = [name for name, spec in buckets.items() if not spec.features and name != DEFAULT_BUCKET]
+    if empty:
+        raise ValueError(
+            f"bucket(s) {empty} list no features; only the bucket {DEFAULT_BUCKET!r} may "
+            "leave out features (to set the method of the features no bucket lists)"
+        )
+    return buckets
+
+
+Buckets = Annotated[dict[Name, BucketSpec], AfterValidator(check_buckets)]
+"""The ``buckets`` block: bucket name -> :class:`BucketSpec`, checked as one mapping."""
 
 
 BUCKET_PARAMS: dict[str, dict[str, float | bool]] = {

@@ -3,12 +3,22 @@
 Backed by ``pyarrow.fs``, imported lazily so DAG parsing never pays for it.
 Spark jobs use Spark's own Hadoop file system for their table output; these
 helpers serve the pieces written from plain Python (fmap, metrics, models,
-markers).
+markers), and every stage commits its output with :func:`commit`.
+
+A job writes into ``<artifact root>/_staging/<partition>-<id>`` and commits
+it into place. A job killed before its commit leaves that folder behind; the
+next commit into the same artifact root removes the ones nothing has written
+to for :data:`STALE_STAGING_HOURS` (env ``DLFLOW_STALE_STAGING_HOURS``: a
+number of hours, or ``off``). Removal goes by age only, so a staging folder a
+running job still writes to is kept.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -17,6 +27,14 @@ from dlflow_airflow.contract.layout import SUCCESS_MARKER, check_date
 
 if TYPE_CHECKING:
     from pyarrow.fs import FileSystem
+
+log = logging.getLogger(__name__)
+
+STAGING_DIR = "_staging"
+STALE_STAGING_HOURS = 24.0
+"""Hours without a write after which a staging folder counts as abandoned."""
+STALE_STAGING_ENV = "DLFLOW_STALE_STAGING_HOURS"
+_STAGING_NAME = re.compile(r"^.+-[0-9a-f]{12}$")
 
 
 def resolve(uri: str) -> tuple[FileSystem, str]:
@@ -89,16 +107,40 @@ def discard(uri: str) -> None:
 def staging_uri(final_uri: str) -> str:
     """A unique sibling of ``final_uri`` to write into before committing."""
     parent, name = final_uri.rstrip("/").rsplit("/", 1)
-    return f"{parent}/_staging/{name}-{uuid.uuid4().hex[:12]}"
+    return f"{parent}/{STAGING_DIR}/{name}-{uuid.uuid4().hex[:12]}"
 
 
-def commit(staging: str, final: str) -> None:
+def stale_staging_hours(value: float | str | None = None) -> float | None:
+    """The age after which a staging folder is removed; None: never.
+
+    :param value: hours, or ``off``; None reads :data:`STALE_STAGING_ENV`,
+        else :data:`STALE_STAGING_HOURS`.
+    :raises ValueError: not ``off`` nor a positive number.
+    """
+    if value is None:
+        value = os.environ.get(STALE_STAGING_ENV) or STALE_STAGING_HOURS
+    if str(value).strip().lower() == "off":
+        return None
+    try:
+        hours = float(value)
+    except ValueError:
+        hours = 0.0
+    if not hours > 0:
+        raise ValueError(
+            f"{STALE_STAGING_ENV}={value!r}: expected a positive number of hours, or 'off'"
+        )
+    return hours
+
+
+def commit(staging: str, final: str, *, stale_hours: float | str | None = None) -> None:
     """Replace ``final`` by the finished ``staging`` folder, then mark it complete.
 
     The marker is written last, inside ``staging`` before the rename, so a
     reader sees either no partition, the old one, or the whole new one with
-    its ``_SUCCESS``.
+    its ``_SUCCESS``. Then the staging folders beside ``staging`` older than
+    ``stale_hours`` (see :func:`stale_staging_hours`) are removed.
     """
+    hours = stale_staging_hours(stale_hours)  # a bad setting fails before the commit
     filesystem, staging_path = resolve(staging)
     _, final_path = resolve(final)
     marker = f"{staging_path}/{SUCCESS_MARKER}"
@@ -110,3 +152,39 @@ def commit(staging: str, final: str) -> None:
         filesystem.delete_dir(final_path)
     filesystem.create_dir(final_path.rsplit("/", 1)[0], recursive=True)
     filesystem.move(staging_path, final_path)
+    root, _ = staging.rstrip("/").rsplit("/", 1)
+    if hours is not None and root.rsplit("/", 1)[-1] == STAGING_DIR:
+        remove_stale_staging(root, hours)
+
+
+def remove_stale_staging(root: str, hours: float, now: float | None = None) -> list[str]:
+    """Delete the staging folders in ``root`` (an ``<artifact root>/_staging``) that
+    nothing has written to for ``hours``; returns their URIs.
+
+    A folder's age is that of the newest entry inside it (or its own, when
+    empty); one whose times are unknown is kept. A failure is logged, never raised.
+    """
+    cutoff = (time.time() if now is None else now) - hours * 3600
+    removed = []
+    for name in list_names(root):
+        uri = f"{root}/{name}"
+        try:
+            if _STAGING_NAME.match(name) and _last_write(uri) < cutoff:
+                discard(uri)
+                removed.append(uri)
+                log.info("removed the abandoned staging folder %s (older than %gh)", uri, hours)
+        except OSError as exc:
+            log.warning("could not remove the stale staging folder %s: %s", uri, exc)
+    return removed
+
+
+def _last_write(uri: str) -> float:
+    """Seconds since the epoch of the newest write in a folder (inf when unknown)."""
+    from pyarrow import fs
+
+    filesystem, path = resolve(uri)
+    infos = [filesystem.get_file_info(path)]
+    if infos[0].type == fs.FileType.Directory:
+        infos += filesystem.get_file_info(fs.FileSelector(path, recursive=True))
+    times = [info.mtime_ns for info in infos if info.mtime_ns is not None]
+    return max(times) / 1e9 if times else float("inf")

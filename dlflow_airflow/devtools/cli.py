@@ -6,33 +6,56 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dlflow_airflow.pipeline.errors import PipelineError
 
-
-def _validate(args: argparse.Namespace) -> int:
+if TYPE_CHECKING:
     from dlflow_airflow.pipeline.build import Pipeline
 
+
+def _validate(args: argparse.Namespace) -> int:
+    """Check each file as the DAG folder loads it, and that no two define the same dag_id."""
+    from dlflow_airflow.pipeline.errors import Issue
+    from dlflow_airflow.pipeline.loader import format_error, load_pipeline
+
     failed = 0
+    first_file: dict[str, str] = {}  # dag_id -> the file that defines it first
     for path in args.files:
         try:
-            pipeline = Pipeline.from_file(path)
+            pipeline = load_pipeline(path)
+            dag_id = pipeline.spec.dag_id
+            if dag_id in first_file:
+                used = f"{dag_id!r} is already used by {first_file[dag_id]}"
+                raise PipelineError(path, [Issue("dag_id", used)])
         except PipelineError as exc:
             failed += 1
-            print(exc, file=sys.stderr)
+            print(format_error(exc), file=sys.stderr)
             continue
-        print(f"ok {path}: dag {pipeline.spec.dag_id}; order: {' -> '.join(pipeline.order)}")
+        first_file[dag_id] = path
+        print(f"ok {path}: dag {dag_id}; order: {' -> '.join(pipeline.order)}")
     return 1 if failed else 0
+
+
+def _load(path: str | Path) -> Pipeline | None:
+    """The pipeline of ``path`` as the DAG folder loads it; else None, its problems printed.
+
+    Each problem is one line, ``file: key.path: message``, whatever went wrong.
+    """
+    from dlflow_airflow.pipeline.loader import format_error, load_pipeline
+
+    try:
+        return load_pipeline(path)
+    except PipelineError as exc:
+        print(format_error(exc), file=sys.stderr)
+        return None
 
 
 def _graph(args: argparse.Namespace) -> int:
     from dlflow_airflow.contract.artifacts import stage_roles
-    from dlflow_airflow.pipeline.build import Pipeline
 
-    try:
-        pipeline = Pipeline.from_file(args.file)
-    except PipelineError as exc:
-        print(exc, file=sys.stderr)
+    pipeline = _load(args.file)
+    if pipeline is None:
         return 1
     for upstream, downstream in pipeline.edges:
         tags = sorted(
@@ -55,9 +78,11 @@ def _graph(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from dlflow_airflow.devtools.report import render
-    from dlflow_airflow.pipeline.build import Pipeline
 
-    text, complete = render(Pipeline.from_file(args.file), args.date)
+    pipeline = _load(args.file)
+    if pipeline is None:
+        return 1
+    text, complete = render(pipeline, args.date)
     print(text)
     return 0 if complete else 1
 
@@ -67,11 +92,12 @@ def _demo(args: argparse.Namespace) -> int:
 
     from dlflow_airflow.devtools.demo import DemoSetup, run_dag
     from dlflow_airflow.devtools.report import render
-    from dlflow_airflow.pipeline.build import Pipeline
 
     setup = DemoSetup(home=Path(args.home).resolve(), dags_folder=Path(args.dags).resolve())
     os.environ.update({"DLFLOW_WORKSPACE": str(setup.workspace)})
-    pipeline = Pipeline.from_file(setup.dags_folder / "pipelines" / f"{args.pipeline}.yaml")
+    pipeline = _load(setup.dags_folder / "pipelines" / f"{args.pipeline}.yaml")
+    if pipeline is None:
+        return 1
     log = setup.home / f"demo-{args.date}.log"
     setup.home.mkdir(parents=True, exist_ok=True)
     print(
@@ -121,6 +147,9 @@ def _serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dlflow-airflow", description=__doc__)
+    parser.add_argument(
+        "--traceback", action="store_true", help="show the Python traceback of an unexpected error"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="check pipeline files (schema + graph); print stage order")
@@ -156,7 +185,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except Exception as exc:  # a bug or the environment: one line, unless asked for more
+        if args.traceback:
+            raise
+        print(f"dlflow-airflow {args.command}: {_one_line(exc)}", file=sys.stderr)
+        print("(run with --traceback for the details)", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 if __name__ == "__main__":

@@ -26,16 +26,27 @@ def spark_job_path(job: str) -> str:
     return spec.origin
 
 
+# The provider's template fields minus those a pipeline fills from YAML: the job document
+# (``application_args``) and ``spark.conf`` reach spark-submit as written, never through Jinja.
+UNTEMPLATED_FIELDS = ("application_args", "conf")
+
+
 class SparkJobOperator(SparkSubmitOperator):
     """Run one dlflow Spark job for the run's partition (without run bookkeeping).
 
     Connection, conf, kill and YARN / Kubernetes tracking are the Spark
-    provider's; this class only picks the program and renders its arguments.
+    provider's; this class only picks the program and builds its arguments.
+    Only ``date`` (and the provider's fields that no YAML fills: ``py_files``,
+    ``env_vars``, ``name``...) are templates: the job document and ``conf`` are
+    passed verbatim, so ``{{ ... }}`` in a pipeline's ``spark.conf`` or
+    ``model.params`` reaches the job as text. The arguments are built at
+    execute time from the rendered date.
 
     :param job: the ``spark_jobs`` program: demo_data, merge, encode or predict.
     :param job_body: the job config without the date (see :mod:`dlflow_airflow.contract.jobconf`).
     :param date: the partition date; a template, ``{{ ds }}`` by default, so
         scheduled, manual and backfill runs each process their own partition.
+        The one template the DAG factory sets.
     :param spark_python: the Python the driver and executors run; defaults to
         the worker's own interpreter (right for ``local[*]``). The conf keys
         ``spark.pyspark.python`` / ``spark.pyspark.driver.python`` override it
@@ -45,10 +56,14 @@ class SparkJobOperator(SparkSubmitOperator):
         :mod:`dlflow_airflow.operators.shipping`) and pass the zip with ``--py-files``, so
         executors that do not have the project installed can run the job.
     :param ship_modules: more modules to ship, e.g. a user's model module.
-    :param kwargs: passed to :class:`SparkSubmitOperator` (conn_id, conf, py_files, ...).
+    :param kwargs: passed to :class:`SparkSubmitOperator` (conn_id, conf, py_files, ...);
+        ``conf`` is not templated here.
     """
 
-    template_fields = (*SparkSubmitOperator.template_fields, "date")
+    template_fields = (
+        *(f for f in SparkSubmitOperator.template_fields if f not in UNTEMPLATED_FIELDS),
+        "date",
+    )
 
     def __init__(
         self,
@@ -64,6 +79,7 @@ class SparkJobOperator(SparkSubmitOperator):
         if job not in SPARK_JOBS:
             raise ValueError(f"unknown spark job {job!r}; known: {', '.join(SPARK_JOBS)}")
         kwargs.setdefault("name", f"dlflow-{job}")
+        # Shown as built (the date still a template); execute() rebuilds it with the run's date.
         super().__init__(application_args=job_argv(date, job_body), **kwargs)
         self.job = job
         self.job_body = job_body
@@ -84,6 +100,7 @@ class SparkJobOperator(SparkSubmitOperator):
 
     def execute(self, context: Any) -> None:
         self.application = spark_job_path(self.job)
+        self.application_args = job_argv(self.date, self.job_body)
         self.py_files = self.shipped_py_files()
         python = self.spark_python or sys.executable
         self.conf = {

@@ -1,7 +1,9 @@
 """A validated pipeline: spec + resolved stage kinds + task graph.
 
 This is the whole check that ``dlflow-airflow validate`` runs and that the
-DAG factory relies on; nothing here imports Airflow.
+DAG factory relies on: the spec, the model and its params (against the model
+catalogue, without TensorFlow), the Spark conf policy, every stage's options
+and placeholder paths, and the task graph. Nothing here imports Airflow.
 """
 
 from __future__ import annotations
@@ -17,15 +19,20 @@ from dlflow_airflow.contract.artifacts import (
     latest_conflict_message,
     model_date_conflicts,
 )
+from dlflow_airflow.contract.models import (
+    ModelConfigError,
+    ModelParamsError,
+    get_model,
+    resolve_params,
+)
+from dlflow_airflow.contract.options import path_templates
+from dlflow_airflow.contract.schema import ModelSpec
 from dlflow_airflow.pipeline.errors import Issue, PipelineError, SpecError
 from dlflow_airflow.pipeline.graph import Edge, StageTags, build_edges, topological_order
 from dlflow_airflow.pipeline.kinds import resolve_kind
-from dlflow_airflow.pipeline.spec import (
-    PipelineSpec,
-    issues_from_validation,
-    parse_spec,
-    read_yaml,
-)
+from dlflow_airflow.pipeline.policy import spark_conf_issues
+from dlflow_airflow.pipeline.spec import PipelineSpec, issues_from_validation, parse_spec
+from dlflow_airflow.pipeline.yaml_reader import read_yaml
 from dlflow_airflow.stages.base import StageCommon, StageContext, StageKind
 
 
@@ -65,7 +72,10 @@ class Pipeline:
     @classmethod
     def from_data(cls, data: Any, *, source: str) -> Pipeline:
         spec = parse_spec(data, source)
-        stages = resolve_stages(spec, source)
+        stages, issues = resolve_stages(spec, source)
+        issues = [*model_issues(spec.model), *spark_conf_issues(spec), *issues]
+        if issues:
+            raise SpecError(source, issues)
         check_model_date(spec, stages, source)
         tags = {name: StageTags(s.needs, s.produces) for name, s in stages.items()}
         edges = build_edges(tags, external=spec.external, source=source)
@@ -73,8 +83,9 @@ class Pipeline:
         return cls(source, spec, stages, tuple(edges), tuple(order))
 
 
-def resolve_stages(spec: PipelineSpec, source: str) -> dict[str, Stage]:
-    """Validate every stage's keys against its kind; collects all issues before raising."""
+def resolve_stages(spec: PipelineSpec, source: str) -> tuple[dict[str, Stage], list[Issue]]:
+    """Every stage whose keys suit its kind, and the issues of all the others and of
+    every path (:func:`path_issues`)."""
     stages: dict[str, Stage] = {}
     issues: list[Issue] = []
     for name in sorted(spec.stages):
@@ -82,9 +93,41 @@ def resolve_stages(spec: PipelineSpec, source: str) -> dict[str, Stage]:
             stages[name] = _resolve_stage(name, spec.stages[name], source)
         except SpecError as exc:
             issues.extend(exc.issues)
-    if issues:
-        raise SpecError(source, issues)
-    return stages
+        else:
+            issues.extend(path_issues(stages[name]))
+    return stages, issues
+
+
+def model_issues(model: ModelSpec) -> list[Issue]:
+    """``model.name`` is in the model catalogue and ``model.params`` suit it.
+
+    A ``package.module:ATTR`` model's module is imported here (TensorFlow is not).
+    """
+    try:
+        found = get_model(model.name)
+    except ModelConfigError as exc:
+        return [Issue("model.name", str(exc))]
+    try:
+        resolve_params(found, model.params)
+    except ModelParamsError as exc:
+        return [_param_issue(problem) for problem in exc.problems]
+    except Exception as exc:  # a user model's validate failed: its message, not a traceback
+        return [Issue("model.params", f"model {model.name!r}: {type(exc).__name__}: {exc}")]
+    return []
+
+
+def _param_issue(problem: ModelConfigError) -> Issue:
+    path = f"model.params.{problem.param}" if problem.param else "model.params"
+    return Issue(path, str(problem))
+
+
+def path_issues(stage: Stage) -> list[Issue]:
+    """Every placeholder path of ``stage`` names only placeholders its job fills."""
+    return [
+        Issue(f"stages.{stage.name}.{template.key}", problem)
+        for template in path_templates(stage.options)
+        if (problem := template.problem()) is not None
+    ]
 
 
 def check_model_date(spec: PipelineSpec, stages: dict[str, Stage], source: str) -> None:

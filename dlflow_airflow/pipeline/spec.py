@@ -8,24 +8,31 @@ depend on the kind.
 
 from __future__ import annotations
 
-import os
-import re
 import types
 import typing
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Union
 
-import yaml
 from pydantic import (
     BaseModel,
     Field,
     ValidationError,
     field_validator,
 )
+from pydantic_core import ErrorDetails
 
-from dlflow_airflow.contract.schema import BucketSpec, FeatureSpec, ModelSpec, Name, StrictModel
+from dlflow_airflow.contract.dependencies import DEPENDENCY_KINDS
+from dlflow_airflow.contract.schema import (
+    Buckets,
+    EnvPath,
+    FeatureSpec,
+    ModelSpec,
+    Name,
+    StrictModel,
+)
 from dlflow_airflow.pipeline.errors import Issue, SpecError
+from dlflow_airflow.pipeline.yaml_reader import read_yaml
 
 DagId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=250)]
 
@@ -39,7 +46,6 @@ SCHEDULE_PRESETS = (
     "@quarterly",
     "@yearly",
 )
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class SparkSpec(StrictModel):
@@ -71,12 +77,12 @@ class PipelineSpec(StrictModel):
     end_date: date | None = None
     catchup: bool = False
     max_active_runs: int = Field(default=1, ge=1)
-    tags: list[str] = []
+    tags: list[Annotated[str, Field(min_length=1, max_length=100)]] = []
     default_args: DefaultArgs = DefaultArgs()
-    workspace: str
+    workspace: EnvPath
     feature: FeatureSpec
     model: ModelSpec
-    buckets: dict[Name, BucketSpec] = {}
+    buckets: Buckets = {}
     spark: SparkSpec = SparkSpec()
     # Tags produced outside this DAG (e.g. a model trained by another pipeline).
     external: list[str] = []
@@ -100,7 +106,6 @@ class PipelineSpec(StrictModel):
     @field_validator("workspace")
     @classmethod
     def _check_workspace(cls, value: str) -> str:
-        value = expand_env(value)
         if "://" not in value and not value.startswith("/"):
             raise ValueError(f"{value!r}: expected an absolute path or a URI such as file:///data")
         return value.rstrip("/")
@@ -111,65 +116,6 @@ class PipelineSpec(StrictModel):
         if isinstance(value, dict):
             return {k: ({} if v is None else v) for k, v in value.items()}
         return value
-
-
-def expand_env(value: str) -> str:
-    """Replace ``${NAME}`` and ``${NAME:-default}`` with the environment's values."""
-
-    def repl(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if default is not None:
-            return default
-        raise ValueError(f"environment variable {name} is not set and has no default")
-
-    return _ENV_REF.sub(repl, value)
-
-
-# libyaml's parser when PyYAML was built with it (several times faster at parse time).
-_SafeBase = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-class _UniqueKeyLoader(_SafeBase):  # type: ignore[misc, valid-type]
-    """A safe loader that refuses duplicate keys instead of keeping the last one."""
-
-
-def _mapping_without_duplicates(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_UniqueKeyLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
-)
-
-
-def read_yaml(path: str | Path) -> Any:
-    """Parse a YAML file safely; syntax errors become :class:`SpecError` with the line."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(source, [Issue("", f"cannot read the file: {exc.strerror}")]) from None
-    try:
-        loader = _UniqueKeyLoader(text)
-        try:
-            return loader.get_single_data()
-        finally:
-            loader.dispose()
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(source, [Issue(where, f"invalid YAML: {problem}")]) from None
 
 
 def parse_spec(data: Any, source: str) -> PipelineSpec:
@@ -193,7 +139,7 @@ def issues_from_validation(
     """Pydantic errors as :class:`Issue` objects with dotted key paths."""
     issues: list[Issue] = []
     for error in exc.errors():
-        loc = tuple(error["loc"])
+        loc, got = _location(error)
         path = ".".join(str(part) for part in (prefix, *loc) if part != "")
         if error["type"] == "extra_forbidden":
             allowed = allowed_keys(model, loc[:-1])
@@ -202,9 +148,15 @@ def issues_from_validation(
             message = "required key is missing"
         else:
             text = error["msg"].removeprefix("Value error, ")
-            message = f"{text} (got {_short(error.get('input'))})"
+            message = f"{text} (got {_short(got)})"
         issues.append(Issue(path, message))
     return issues
+
+
+def _location(error: ErrorDetails) -> tuple[tuple[Any, ...], Any]:
+    """Where the error is (without the union member's tag) and the value there."""
+    loc = tuple(p for p in error["loc"] if p not in DEPENDENCY_KINDS)
+    return loc, error.get("input")
 
 
 def allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

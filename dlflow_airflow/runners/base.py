@@ -65,8 +65,17 @@ class TfTask:
         return f"tf_jobs.{self.job}"
 
     def python_args(self) -> list[str]:
-        """The arguments after ``python``: ``-u -m tf_jobs.<job> --date ... --job ...``."""
-        return ["-u", "-m", self.module, *job_argv(self.date, self.job_body)]
+        """The arguments after ``python``, the date still a template (see :func:`python_args`)."""
+        return python_args(self.job, self.date, self.job_body)
+
+
+def python_args(job: str, date: str, job_body: dict[str, Any]) -> list[str]:
+    """The arguments after ``python``: ``-u -m tf_jobs.<job> --date ... --job ...``.
+
+    Container operators call it again at execute time with the rendered date:
+    the job document is never a template.
+    """
+    return ["-u", "-m", f"tf_jobs.{job}", *job_argv(date, job_body)]
 
 
 class Runner(Protocol):

@@ -2,8 +2,8 @@
 
 Needs ``pip install 'dlflow-airflow[docker]'``. Imported only when a pipeline
 uses this runner. The container runs ``python -u -m tf_jobs.<job> --date
-{{ ds }} --job ...``; the job's result line (its last output line) becomes
-the task's XCom, as with the local runner.
+<the run's date> --job ...``; the job's result line (its last output line)
+becomes the task's XCom, as with the local runner.
 """
 
 from __future__ import annotations
@@ -15,23 +15,50 @@ from docker.types import DeviceRequest, Mount
 
 from dlflow_airflow.contract.jobconf import parse_result
 from dlflow_airflow.operators.bookkeeping import StageBookkeeping
-from dlflow_airflow.runners.base import TfTask
+from dlflow_airflow.runners.base import TF_JOBS, TfTask, python_args
 
 if TYPE_CHECKING:
     from dlflow_airflow.contract.options import DockerSettings
+
+# The provider's template fields minus every one the runner fills from the pipeline (the job
+# document and the ``docker:`` block): they reach the container as written, never through Jinja.
+UNTEMPLATED_FIELDS = ("image", "command", "environment", "mounts")
 
 
 class TfDockerOperator(DockerOperator):
     """A ``tf_jobs`` program in a Docker container; everything else is the provider's.
 
-    Built by :class:`DockerRunner` from a stage's ``docker:`` block. Returns
-    the job's result (the ``DLFLOW_RESULT`` line) as XCom instead of the raw
-    last log line.
+    Built by :class:`DockerRunner` from a stage's ``docker:`` block. Of the
+    pipeline's values only ``date`` is a template; the command is built at
+    execute time from it. Returns the job's result (the ``DLFLOW_RESULT``
+    line) as XCom instead of the raw last log line.
+
+    :param job: the ``tf_jobs`` program: train or evaluate.
+    :param job_body: the job config without the date (see :mod:`dlflow_airflow.contract.jobconf`).
+    :param date: the partition date; a template, ``{{ ds }}`` by default.
+    :param kwargs: passed to :class:`DockerOperator` (image, environment, mounts, ...);
+        the fields the runner fills from YAML are not templated here.
     """
 
+    template_fields = (
+        *(f for f in DockerOperator.template_fields if f not in UNTEMPLATED_FIELDS),
+        "date",
+    )
     ui_color = "#fbd38d"
 
+    def __init__(
+        self, *, job: str, job_body: dict[str, Any], date: str = "{{ ds }}", **kwargs: Any
+    ) -> None:
+        if job not in TF_JOBS:
+            raise ValueError(f"unknown tf job {job!r}; known: {', '.join(TF_JOBS)}")
+        # Shown as built (the date still a template); execute() rebuilds it with the run's date.
+        super().__init__(command=["python", *python_args(job, date, job_body)], **kwargs)
+        self.job = job
+        self.job_body = job_body
+        self.date = date
+
     def execute(self, context: Any) -> dict[str, Any] | None:
+        self.command = ["python", *python_args(self.job, self.date, self.job_body)]
         output = super().execute(context)
         lines = output if isinstance(output, list) else [output]
         for line in reversed(lines):
@@ -45,6 +72,11 @@ class TfDockerOperator(DockerOperator):
 
 class DlflowTfDockerOperator(StageBookkeeping, TfDockerOperator):
     """A container TF stage: :class:`TfDockerOperator` with every stage's run bookkeeping."""
+
+    def __init__(self, *, job_body: dict[str, Any], date: str = "{{ ds }}", **kwargs: Any):
+        super().__init__(
+            job_body=job_body, date=date, stage_body=job_body, stage_date=date, **kwargs
+        )
 
 
 class DockerRunner:
@@ -66,8 +98,10 @@ class DockerRunner:
                 DeviceRequest(count=settings.gpus, capabilities=[["gpu"]])
             ]
         return DlflowTfDockerOperator(
+            job=task.job,
+            job_body=task.job_body,
+            date=task.date,
             image=settings.image,
-            command=["python", *task.python_args()],
             environment=dict(settings.env),
             mounts=[
                 Mount(target=m.target, source=m.source, type=m.type, read_only=m.read_only)
@@ -76,8 +110,6 @@ class DockerRunner:
             auto_remove=settings.auto_remove,
             do_xcom_push=True,
             xcom_all=False,
-            stage_body=task.job_body,
-            stage_date=task.date,
             **optional,
             **task.task_kwargs,
         )

@@ -2,7 +2,7 @@
 
 Needs ``pip install 'dlflow-airflow[kubernetes]'``. Imported only when a
 pipeline uses this runner. The pod runs the image's ``python -u -m
-tf_jobs.<job> --date {{ ds }} --job ...``; its result is written to the
+tf_jobs.<job> --date <the run's date> --job ...``; its result is written to the
 provider's XCom file, so the task returns it as XCom like the local runner.
 """
 
@@ -15,7 +15,7 @@ from kubernetes.client import models as k8s
 
 from dlflow_airflow.contract.jobconf import RESULT_FILE_ENV
 from dlflow_airflow.operators.bookkeeping import StageBookkeeping
-from dlflow_airflow.runners.base import TfTask
+from dlflow_airflow.runners.base import TF_JOBS, TfTask, python_args
 
 if TYPE_CHECKING:
     from dlflow_airflow.contract.options import KubernetesSettings, KubernetesVolume, Resources
@@ -23,17 +23,66 @@ if TYPE_CHECKING:
 # The file the provider's XCom sidecar reads.
 XCOM_RESULT_FILE = "/airflow/xcom/return.json"
 GPU_RESOURCE = "nvidia.com/gpu"
+# The provider's template fields minus every one the runner fills from the pipeline (the job
+# document and the ``kubernetes:`` block): they reach the pod as written, never through Jinja.
+UNTEMPLATED_FIELDS = (
+    "image",
+    "arguments",
+    "env_vars",
+    "labels",
+    "namespace",
+    "container_resources",
+    "volumes",
+    "volume_mounts",
+    "node_selector",
+    "kubernetes_conn_id",
+)
 
 
-class DlflowTfPodOperator(StageBookkeeping, KubernetesPodOperator):
-    """A ``tf_jobs`` program in a Kubernetes pod; everything else is the provider's.
+class TfPodOperator(KubernetesPodOperator):
+    """A ``tf_jobs`` program in a Kubernetes pod (without run bookkeeping).
 
-    Built by :class:`KubernetesRunner` from a stage's ``kubernetes:`` block;
-    the provider handles pod creation, log streaming, XCom, retries and
-    ``on_kill`` (deleting the pod); the run bookkeeping is every stage's.
+    The provider handles pod creation, log streaming, XCom, retries and
+    ``on_kill`` (deleting the pod). Of the pipeline's values only ``date`` is a
+    template; the container's arguments are built at execute time from it.
+
+    :param job: the ``tf_jobs`` program: train or evaluate.
+    :param job_body: the job config without the date (see :mod:`dlflow_airflow.contract.jobconf`).
+    :param date: the partition date; a template, ``{{ ds }}`` by default.
+    :param kwargs: passed to :class:`KubernetesPodOperator` (image, namespace, ...);
+        the fields the runner fills from YAML are not templated here.
     """
 
+    template_fields = (
+        *(f for f in KubernetesPodOperator.template_fields if f not in UNTEMPLATED_FIELDS),
+        "date",
+    )
     ui_color = "#fbd38d"
+
+    def __init__(
+        self, *, job: str, job_body: dict[str, Any], date: str = "{{ ds }}", **kwargs: Any
+    ) -> None:
+        if job not in TF_JOBS:
+            raise ValueError(f"unknown tf job {job!r}; known: {', '.join(TF_JOBS)}")
+        kwargs.setdefault("name", f"dlflow-{job}")
+        # Shown as built (the date still a template); execute() rebuilds it with the run's date.
+        super().__init__(cmds=["python"], arguments=python_args(job, date, job_body), **kwargs)
+        self.job = job
+        self.job_body = job_body
+        self.date = date
+
+    def execute(self, context: Any) -> Any:
+        self.arguments = python_args(self.job, self.date, self.job_body)
+        return super().execute(context)
+
+
+class DlflowTfPodOperator(StageBookkeeping, TfPodOperator):
+    """A pod TF stage: :class:`TfPodOperator` with every stage's run bookkeeping."""
+
+    def __init__(self, *, job_body: dict[str, Any], date: str = "{{ ds }}", **kwargs: Any):
+        super().__init__(
+            job_body=job_body, date=date, stage_body=job_body, stage_date=date, **kwargs
+        )
 
 
 class KubernetesRunner:
@@ -49,12 +98,12 @@ class KubernetesRunner:
         if settings.in_cluster is not None:
             optional["in_cluster"] = settings.in_cluster
         return DlflowTfPodOperator(
-            name=f"dlflow-{task.job}",
+            job=task.job,
+            job_body=task.job_body,
+            date=task.date,
             image=settings.image,
             namespace=settings.namespace,
             kubernetes_conn_id=settings.conn_id,
-            cmds=["python"],
-            arguments=task.python_args(),
             env_vars=[
                 k8s.V1EnvVar(name=name, value=value)
                 for name, value in {**settings.env, RESULT_FILE_ENV: XCOM_RESULT_FILE}.items()
@@ -71,8 +120,6 @@ class KubernetesRunner:
             get_logs=True,
             do_xcom_push=True,
             on_finish_action="delete_pod",
-            stage_body=task.job_body,
-            stage_date=task.date,
             **optional,
             **task.task_kwargs,
         )

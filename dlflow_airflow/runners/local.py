@@ -28,6 +28,9 @@ class LocalRunner:
 class TfJobOperator(BaseOperator):
     """Run ``tf_jobs.<job>`` for the run's partition in the worker; its result is the XCom.
 
+    ``date`` and ``env`` are the templates (no pipeline sets ``env``); the job
+    document is passed verbatim, its arguments built at execute time.
+
     :param job: the ``tf_jobs`` program: train or evaluate.
     :param job_body: the job config without the date (see :mod:`dlflow_airflow.contract.jobconf`).
     :param date: the partition date; a template, ``{{ ds }}`` by default.

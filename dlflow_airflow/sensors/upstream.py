@@ -41,6 +41,8 @@ class UpstreamPartitionWaiter(BaseSensorOperator):
     (:class:`~dlflow_airflow.operators.bookkeeping.StageBookkeeping`).
     """
 
+    # Only the run date: dependency paths take {date} placeholders filled by
+    # contract.dependencies, never Jinja, so YAML strings reach the checks verbatim.
     template_fields = ("date",)
 
     def __init__(

@@ -18,6 +18,7 @@ import sysconfig
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -122,7 +123,10 @@ def run_pipeline(home: Path, dag_id: str, stages: str, external: list[str], **en
     )
     (dags / "pipelines" / f"{dag_id}.yaml").write_text(text)
     log = home / f"{dag_id}.log"
-    code = run_dag(DemoSetup(home, dags), dag_id, DATE, log=log)
+    # The executors' Python is a worker-side executable: this deployment allows the key.
+    allow = {"AIRFLOW__DLFLOW__ALLOWED_SPARK_CONF": "spark.pyspark.python"}
+    with mock.patch.dict(os.environ, allow):
+        code = run_dag(DemoSetup(home, dags), dag_id, DATE, log=log)
     assert code == 0, log.read_text(errors="replace")[-6000:]
 
 

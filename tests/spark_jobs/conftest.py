@@ -132,3 +132,16 @@ def write_table(spark: Any) -> Callable[[str, list[tuple], str], str]:
         return uri
 
     return write
+
+
+def truncate_part_file(uri: str, index: int = 0) -> str:
+    """Cut the ``index``-th Parquet part file of a partition in half (and drop its
+    ``.crc``, as a copy to another store would); returns the file's path."""
+    from dlflow_airflow.contract.layout import local_path
+
+    folder = Path(local_path(uri))
+    part = sorted(folder.glob("part-*.parquet"))[index]
+    data = part.read_bytes()
+    part.write_bytes(data[: len(data) // 2])
+    (folder / f".{part.name}.crc").unlink(missing_ok=True)
+    return str(part)

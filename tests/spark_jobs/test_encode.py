@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -12,11 +13,13 @@ from pydantic import ValidationError
 from dlflow_airflow.contract import storage
 from dlflow_airflow.contract.fmap import Bucket, Feature, FeatureMap, Normalizers
 from dlflow_airflow.contract.model_resolution import ModelNotFoundError, blessed_marker
+from dlflow_airflow.contract.schema import BucketSpec
 from spark_jobs import encode, encode_apply, encode_fit
 from spark_jobs.feature_types import EncodeError, UnknownFeatureError, UnsupportedColumnTypeError
 from spark_jobs.paths import PartitionNotFoundError
+from spark_jobs.read_errors import CorruptInputError
 
-from .conftest import DATE, DEMO_ROWS, NEXT_DATE
+from .conftest import DATE, DEMO_ROWS, NEXT_DATE, truncate_part_file
 
 pytestmark = pytest.mark.spark
 
@@ -305,3 +308,67 @@ def test_demo_fmap_matches_the_raw_table(pipeline: Any, spark: Any) -> None:
         nums, ctgs = encoded.loc[uid, "user_nums"], encoded.loc[uid, "user_ctgs"]
         assert nums[income.offset] == pytest.approx((row["income"] - low) / (high - low), rel=1e-6)
         assert ctgs[0] == city.offset + 2 + city.meta["vocab"].index(row["city"])
+
+
+def test_default_bucket_with_only_a_method_applies_it(spark: Any, raw_job: Any, make_job: Any):
+    """``buckets.default: {method: zscore}`` sets the method of the features no bucket lists."""
+    buckets = {**BUCKETS, "default": {"method": "zscore"}}
+    job = make_job("encode", raw_job.workspace, buckets=buckets, drop_columns=("note",))
+    result = encode.run(spark, job)
+    fmap = FeatureMap.load(result["fmap"])
+    default = fmap.bucket("default")
+    assert default.method == "zscore"
+    assert [f.name for f in default.nums] == ["income", "active"]
+    stats = Normalizers.load(result["fmap"].rsplit("/", 1)[0], fmap).of("default", "income")
+    mean, std = stats["mean"][0], stats["std"][0]
+    assert mean == 175.0 and std == pytest.approx(95.7427, abs=1e-4)  # NaN left out
+    rows = encoded_rows(spark, result["output"])
+    assert rows[1][2][0] == pytest.approx((100.0 - mean) / std, abs=1e-5)
+    assert rows[2][2][0] == 0.0  # NaN: zscore's null value
+    assert rows[1][:2] == EXPECTED_ONE[1][:2]  # the user bucket is untouched
+
+    # Every feature in a bucket: the method-only default bucket is simply empty.
+    everything = {"user": {"features": ["city", "age", "device", "income", "active"]}}
+    job = make_job(
+        "encode",
+        raw_job.workspace,
+        NEXT_DATE,
+        buckets={**everything, "default": {"method": "zscore"}},
+        drop_columns=("note",),
+    )
+    write_table_like(spark, job.layout.raw("ctr", NEXT_DATE))
+    assert [b.name for b in FeatureMap.load(encode.run(spark, job)["fmap"]).buckets] == ["user"]
+
+
+def write_table_like(spark: Any, uri: str, rows: list[tuple] = DAY_ONE, parts: int = 1) -> str:
+    """A committed raw partition of ``parts`` part files."""
+    staging = storage.staging_uri(uri)
+    spark.createDataFrame(rows, RAW_SCHEMA).repartition(parts).write.parquet(staging)
+    storage.commit(staging, uri)
+    return uri
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["first-file", "second-file"])
+def test_truncated_raw_file_names_partition_and_file(
+    spark: Any, workspace: str, make_job: Any, index: int
+) -> None:
+    job = make_job("encode", workspace, buckets=BUCKETS, drop_columns=("note",))
+    raw_uri = write_table_like(spark, job.layout.raw("ctr", DATE), parts=2)
+    part = truncate_part_file(raw_uri, index)
+    with pytest.raises(CorruptInputError) as caught:
+        encode.run(spark, job)
+    message = str(caught.value)
+    assert message.startswith("encode input (raw features): cannot read file file:")
+    assert f"{Path(part).name} of partition {raw_uri}: " in message
+    assert "rewrite that partition" in message
+    assert "\n" not in message and "org.apache" not in message and "Py4J" not in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert not storage.exists(job.layout.encoded("ctr", DATE))
+    assert not storage.exists(job.layout.femodel("ctr", DATE))
+
+
+def test_a_bucket_without_features_is_refused_by_encode_too(raw_job: Any) -> None:
+    """Only ``default`` may leave out features, whatever parsed the job document."""
+    job = dataclasses.replace(raw_job, buckets={"user": BucketSpec(method="zscore")})
+    with pytest.raises(EncodeError, match=r"bucket\(s\) \['user'\] list no features"):
+        encode_fit.plan_buckets(["age"], job, ["uid", "label", "age"])

@@ -10,8 +10,9 @@ from dlflow_airflow.contract.artifacts import DEMO_TABLES
 from spark_jobs import demo_data, merge
 from spark_jobs.merge import ColumnConflictError, DuplicateKeyError, MergeError
 from spark_jobs.paths import PartitionNotFoundError, PlaceholderError
+from spark_jobs.read_errors import CorruptInputError
 
-from .conftest import DATE, DEMO_ROWS
+from .conftest import DATE, DEMO_ROWS, truncate_part_file
 
 pytestmark = pytest.mark.spark
 
@@ -92,6 +93,21 @@ def test_missing_upstream_names_the_path(spark: Any, seeded: str, make_job: Any)
     expected = f"{seeded}/up/profile/dt={DATE}"
     with pytest.raises(PartitionNotFoundError, match=f"source 'profile'.*{expected}"):
         merge.run(spark, job)
+    assert not storage.exists(job.layout.raw("ctr", DATE))
+
+
+def test_truncated_upstream_file_names_the_source_partition_and_file(
+    spark: Any, seeded: str, write_table: Any, make_job: Any
+) -> None:
+    uri = write_table(f"{seeded}/up/a/dt={DATE}", [(1, 10.0), (3, 30.0)], "uid long, x double")
+    part = truncate_part_file(uri)
+    job = make_job("merge", seeded, options=options(("profile", "{workspace}/up/a/dt={date}")))
+    with pytest.raises(CorruptInputError) as caught:
+        merge.run(spark, job)
+    message = str(caught.value)
+    assert message.startswith(f"merge input (source 'profile'): cannot read file file://{part} ")
+    assert f"of partition {uri}: the file is not a Parquet file" in message
+    assert "org.apache" not in message and "\n" not in message
     assert not storage.exists(job.layout.raw("ctr", DATE))
 
 

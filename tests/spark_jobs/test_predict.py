@@ -9,9 +9,10 @@ from dlflow_airflow.contract.fmap import FeatureMap
 from dlflow_airflow.contract.model_resolution import blessed_marker
 from spark_jobs import predict
 from spark_jobs.predict import PredictError, predict_io
+from spark_jobs.read_errors import CorruptInputError
 from tf_jobs.model_io import ModelNotFoundError, save_model
 
-from .conftest import DATE, DEMO_ROWS, NEXT_DATE
+from .conftest import DATE, DEMO_ROWS, NEXT_DATE, truncate_part_file
 
 pytestmark = [pytest.mark.spark, pytest.mark.tf]
 
@@ -53,12 +54,16 @@ def commit_model(model: Any, partition: str) -> None:
     storage.commit(staging, partition)
 
 
-def copy_encoded(spark: Any, pipeline: Any, date: str, rows: int | None = None) -> str:
-    """A committed encoded partition for ``date``: the pipeline's (its first ``rows`` rows)."""
+def copy_encoded(
+    spark: Any, pipeline: Any, date: str, rows: int | None = None, parts: int = 1
+) -> str:
+    """A committed encoded partition for ``date``: the pipeline's (its first ``rows`` rows),
+    in ``parts`` part files when more than one."""
     uri = pipeline.job("predict", date).layout.encoded("ctr", date)
     frame = spark.read.parquet(pipeline.encode["output"])
+    frame = frame if rows is None else frame.limit(rows)
     staging = storage.staging_uri(uri)
-    (frame if rows is None else frame.limit(rows)).write.parquet(staging)
+    (frame.repartition(parts) if parts > 1 else frame).write.parquet(staging)
     storage.commit(staging, uri)
     return uri
 
@@ -256,3 +261,22 @@ def test_empty_input_is_an_error_unless_allowed(
     empty = spark.read.parquet(result["output"])
     assert empty.columns == ["uid", "score"]
     assert empty.count() == 0
+
+
+def test_truncated_encoded_file_names_the_partition_and_file(
+    pipeline: Any, spark: Any, fmap: FeatureMap
+) -> None:
+    day = "2026-01-04"
+    job = pipeline.job("predict", day, model_date=DATE)
+    if not storage.is_complete(job.layout.model("dnn", DATE)):
+        commit_model(tiny_model(fmap), job.layout.model("dnn", DATE))
+    uri = copy_encoded(spark, pipeline, day, rows=100, parts=2)
+    part = truncate_part_file(uri, 1)
+    with pytest.raises(CorruptInputError) as caught:
+        predict.run(spark, job)
+    message = str(caught.value)
+    assert message.startswith(
+        f"predict input (encoded features): cannot read file file://{part} of partition {uri}: "
+    )
+    assert "org.apache" not in message and "\n" not in message
+    assert not storage.exists(job.layout.predict("dnn", day))

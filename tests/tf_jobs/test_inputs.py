@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
+from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.layout import local_path
 from tests.tf_jobs.conftest import (
     EVAL_DATE,
     EVAL_ROWS,
@@ -13,7 +18,7 @@ from tests.tf_jobs.conftest import (
     write_partition,
 )
 from tf_jobs import inputs
-from tf_jobs.inputs import EncodedDataError, InputOptions
+from tf_jobs.inputs import CorruptFileError, EncodedDataError, InputOptions
 
 pytestmark = pytest.mark.tf
 
@@ -129,3 +134,81 @@ def test_exactly_one_label() -> None:
     for labels in ([], ["a", "b"]):
         with pytest.raises(EncodedDataError, match="exactly one label"):
             inputs.single_label(labels)
+
+
+# ---------------------------------------------------------------- unreadable part files
+
+
+def _parts(uri: str) -> list[Path]:
+    return sorted(Path(local_path(uri)).glob("part-*.parquet"))
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _corrupt_column(path: Path, column: str) -> None:
+    """Overwrite the pages of one column chunk: the footer and other columns stay readable."""
+    chunk = next(
+        chunk
+        for chunk in (
+            pq.read_metadata(path).row_group(0).column(i)
+            for i in range(pq.read_metadata(path).num_columns)
+        )
+        if chunk.path_in_schema.split(".")[0] == column
+    )
+    data = bytearray(path.read_bytes())
+    start = chunk.dictionary_page_offset or chunk.data_page_offset
+    data[start : start + chunk.total_compressed_size] = b"\xee" * chunk.total_compressed_size
+    path.write_bytes(bytes(data))
+
+
+def _corrupt_partition(ws: Workspace, rows: int = 1200) -> tuple[str, list[Path]]:
+    uri = ws.layout.encoded(FEATURE_TAG, TRAIN_DATE)
+    write_partition(uri, encoded_table(rows, 5), parts=2)
+    return uri, _parts(uri)
+
+
+def test_a_truncated_first_file_is_named_when_opening(fresh_workspace: Workspace) -> None:
+    uri, parts = _corrupt_partition(fresh_workspace)
+    _truncate(parts[0])  # the file the dataset reads its schema from
+    with pytest.raises(CorruptFileError) as info:
+        inputs.open_encoded(uri, fresh_workspace.fmap, "label")
+    assert str(info.value).startswith(
+        f"cannot read Parquet file {parts[0]} of encoded partition {uri}: "
+    )
+    assert "rerun encode for that date" in str(info.value)
+
+
+def test_a_truncated_file_is_named_by_the_label_scan(fresh_workspace: Workspace) -> None:
+    uri, parts = _corrupt_partition(fresh_workspace)
+    _truncate(parts[1])
+    source = inputs.open_encoded(uri, fresh_workspace.fmap, "label")
+    with pytest.raises(CorruptFileError, match=f"file {parts[1]} of encoded partition {uri}: "):
+        inputs.scan_labels(source, "label")
+
+
+def test_a_corrupt_column_is_named_while_reading_batches(fresh_workspace: Workspace) -> None:
+    uri, parts = _corrupt_partition(fresh_workspace)
+    _corrupt_column(parts[1], "user_nums")
+    source = inputs.open_encoded(uri, fresh_workspace.fmap, "label")
+    assert inputs.scan_labels(source, "label").rows == 1200  # the label column is intact
+    expected = f"file {parts[1]} of encoded partition {uri}: "
+    with pytest.raises(CorruptFileError, match=expected):
+        list(inputs.iter_arrays(source, fresh_workspace.fmap, "label", InputOptions()))
+
+
+def test_training_on_a_corrupt_file_fails_naming_it(fresh_workspace: Workspace) -> None:
+    """The file is met inside tf.data (Keras fit): the job still reports it by name."""
+    from tf_jobs import train
+
+    uri, parts = _corrupt_partition(fresh_workspace)
+    _corrupt_column(parts[1], "user_nums")
+    job = fresh_workspace.job(params={"epochs": 1, "batch_size": 256, "hidden_units": [4]})
+    with pytest.raises(EncodedDataError) as info:
+        train.run(job)
+    message = str(info.value)
+    assert message.startswith(f"cannot read Parquet file {parts[1]} of encoded partition {uri}: ")
+    assert "Traceback" not in message and "\n" not in message
+    assert not storage.exists(fresh_workspace.layout.model("dnn_v1", TRAIN_DATE))

@@ -136,7 +136,9 @@ def test_user_model_by_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_module_attr_that_is_not_a_model_spec() -> None:
-    with pytest.raises(ModelConfigError, match="is a function, not a tf_jobs.models.ModelSpec"):
+    with pytest.raises(
+        ModelConfigError, match="is a function, not a dlflow_airflow.contract.models.ModelSpec"
+    ):
         models.get_model("examples.wide_and_deep:build")
     with pytest.raises(ModelConfigError, match="cannot import module 'no_such_pkg'"):
         models.get_model("no_such_pkg:MODEL")

@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dlflow_airflow.contract import models as catalogue
 from tests.tf_jobs.conftest import make_fmap
 from tf_jobs import models
 from tf_jobs.models import ModelConfigError
@@ -16,6 +17,18 @@ def test_unknown_model_lists_known_ones() -> None:
     ) as info:
         models.get_model("dnn_binary_clasifier")
     assert "; did you mean 'dnn_binary_classifier'?" in str(info.value)
+
+
+def test_the_catalogue_is_the_contracts_and_builds_with_these_builders() -> None:
+    assert models.ModelSpec is catalogue.ModelSpec
+    assert models.ModelConfigError is catalogue.ModelConfigError
+    assert models.get_model("deepfm") is catalogue.MODELS["deepfm"]
+    builders = {name: spec.builder() for name, spec in catalogue.MODELS.items()}
+    assert builders == {
+        "dnn_binary_classifier": models.build_dnn_binary_classifier,
+        "dnn_regressor": models.build_dnn_regressor,
+        "deepfm": models.build_deepfm,
+    }
 
 
 def test_defaults_and_overrides() -> None:
@@ -33,7 +46,7 @@ def test_defaults_and_overrides() -> None:
 
 def test_unknown_param_lists_accepted_ones() -> None:
     spec = models.get_model("dnn_binary_classifier")
-    with pytest.raises(ModelConfigError, match=r"unknown params \['hiden_units'\]") as info:
+    with pytest.raises(ModelConfigError, match="unknown param 'hiden_units'") as info:
         models.resolve_params(spec, {"hiden_units": [8]})
     assert "batch_size, dropout, embedding_dim, epochs, hidden_units, learning_rate" in str(
         info.value

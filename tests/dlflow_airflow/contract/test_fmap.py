@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,39 @@ def test_format_1_is_read_with_its_shared_null_id_and_others_refused() -> None:
     assert old.to_dict()["checksum"] == _signed(body)["checksum"]  # its statistics still match
     with pytest.raises(FmapError, match=r"x.json: format 3, this version reads formats 1, 2"):
         FeatureMap.from_dict(_signed({**body, "format": 3}), source="x.json")
+
+
+# fmap.json and normalizers.json as version 0.2.0 wrote them (before feature names could
+# hold spaces and dots in a bucket; the default bucket already took such columns).
+OLD_FMAP_JSON = (
+    '{"buckets":[{"ctgs":[{"dtype":"string","encode":true,"meta":{"vocab":["bj","sh"]},'
+    '"name":"city","offset":0,"shape":[1],"size":4}],"encode":true,"method":"minmax",'
+    '"name":"user","nums":[{"dtype":"bigint","encode":true,"meta":{},"name":"age",'
+    '"offset":0,"shape":[1],"size":1}],"params":{}},{"ctgs":[],"encode":true,'
+    '"method":"zscore","name":"default","nums":[{"dtype":"double","encode":true,"meta":{},'
+    '"name":"mean radius","offset":0,"shape":[1],"size":1}],"params":{"with_std":true}}],'
+    '"checksum":"sha256:1a6d0fc66f60b9d4244484bd0e53d670a1a7e05c6d0a898326d45711e5c6db5b",'
+    '"feature_tag":"ctr","format":2,"labels":["label"],"model_date":"2025-06-01",'
+    '"primary_keys":["uid"]}'
+)
+OLD_NORMALIZERS_JSON = (
+    '{"checksum":"sha256:28f702fb13226f5a36340583bda7d36f1bea6095061c5244394282d2e3644101",'
+    '"fmap_checksum":"sha256:1a6d0fc66f60b9d4244484bd0e53d670a1a7e05c6d0a898326d45711e5c6db5b",'
+    '"format":1,"stats":{"default":{"mean radius":{"mean":[14.1],"std":[3.5]}},'
+    '"user":{"age":{"max":[90.0],"min":[18.0]}}}}'
+)
+
+
+def test_an_fmap_written_before_loads_and_encodes_as_it_did(tmp_path: Path) -> None:
+    femodel = f"file://{tmp_path}"
+    (tmp_path / "fmap.json").write_text(OLD_FMAP_JSON)
+    (tmp_path / "normalizers.json").write_text(OLD_NORMALIZERS_JSON)
+    fmap = FeatureMap.load(femodel)
+    assert fmap.to_dict() == json.loads(OLD_FMAP_JSON)  # same document, same checksum
+    assert fmap.format == 2 and fmap.id_layout == IdLayout(unseen=0, null=1, first=2)
+    assert fmap.input_columns() == ["user_nums", "user_ctgs", "default_nums"]
+    radius = fmap.feature("mean radius")
+    assert (radius.offset, radius.size, radius.shape) == (0, 1, (1,))
+    assert fmap.bucket("user").ctgs_vocab_size == 4
+    stats = Normalizers.load(femodel, fmap)  # still belongs to the fmap
+    assert stats.of("default", "mean radius") == {"mean": [14.1], "std": [3.5]}

@@ -124,11 +124,16 @@ def test_shipping_can_be_turned_off() -> None:
     assert op.shipped_py_files() == "own.zip"
 
 
-def test_spark_stages_ship_a_user_model_module() -> None:
+def test_spark_stages_ship_a_user_model_module(user_package: Path) -> None:
     from dlflow_airflow.pipeline.build import Pipeline
     from dlflow_airflow.pipeline.factory import build_dag
     from tests.dlflow_airflow.pipelines import base_pipeline
 
+    # validate imports the model's module and checks it is a model (without TensorFlow)
+    (user_package / "dnn.py").write_text(
+        "from dlflow_airflow.contract.models import ModelSpec\n"
+        "SPEC = ModelSpec(name='dnn', build='my_models.dnn:build')\n"
+    )
     doc = base_pipeline()
     doc["model"]["name"] = "my_models.dnn:SPEC"
     doc["stages"]["predict"] = {"batch_size": 1024, "pass_through": ["label"], "allow_empty": True}

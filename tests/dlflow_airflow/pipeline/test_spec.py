@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dlflow_airflow.contract.schema import expand_env
 from dlflow_airflow.pipeline.build import Pipeline
 from dlflow_airflow.pipeline.errors import SpecError
-from dlflow_airflow.pipeline.spec import expand_env, load_spec
+from dlflow_airflow.pipeline.spec import load_spec
 from tests.dlflow_airflow.pipelines import base_pipeline
 
 

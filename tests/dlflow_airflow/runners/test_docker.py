@@ -12,7 +12,7 @@ from tests.dlflow_airflow.pipelines import base_pipeline
 
 pytest.importorskip("airflow.providers.docker")
 
-from dlflow_airflow.runners.docker import DlflowTfDockerOperator  # noqa: E402
+from dlflow_airflow.runners.docker import DlflowTfDockerOperator, TfDockerOperator  # noqa: E402
 
 
 def _evaluate_task(settings: dict) -> DlflowTfDockerOperator:
@@ -46,6 +46,21 @@ def test_container_carries_image_command_env_mounts_and_gpus():
     assert (task.cpus, task.mem_limit, task.network_mode) == (3.0, "8g", "host")
     assert task.auto_remove == "success"
     assert task.do_xcom_push is True and task.xcom_all is False
+
+
+def test_the_command_gets_the_rendered_date_at_execute(monkeypatch):
+    task = _evaluate_task({"image": "dlflow-tf:1.0", "env": {"A": "{{ var.value.x }}"}})
+    assert not {"command", "environment", "image", "mounts"} & set(task.template_fields)
+    task.render_template_fields({"ds": "2026-01-02"})
+    assert task.environment == {"A": "{{ var.value.x }}"}
+    from airflow.providers.docker.operators.docker import DockerOperator
+
+    seen = {}
+    monkeypatch.setattr(
+        DockerOperator, "execute", lambda self, context: seen.update(command=self.command)
+    )
+    TfDockerOperator.execute(task, {})  # the backend alone, without the run bookkeeping
+    assert seen["command"][:6] == ["python", "-u", "-m", "tf_jobs.evaluate", "--date", "2026-01-02"]
 
 
 def test_result_line_becomes_the_xcom(monkeypatch):

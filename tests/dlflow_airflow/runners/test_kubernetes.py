@@ -12,7 +12,9 @@ from tests.dlflow_airflow.pipelines import base_pipeline
 
 pytest.importorskip("airflow.providers.cncf.kubernetes")
 
-from dlflow_airflow.runners.kubernetes import DlflowTfPodOperator  # noqa: E402
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator  # noqa: E402
+
+from dlflow_airflow.runners.kubernetes import DlflowTfPodOperator, TfPodOperator  # noqa: E402
 
 SETTINGS = {
     "image": "registry.example/dlflow-tf:1.0",
@@ -80,5 +82,18 @@ def test_no_gpu_no_gpu_resource():
     assert not resources.limits
 
 
-def test_template_fields_render_the_run_date():
-    assert "arguments" in DlflowTfPodOperator.template_fields
+def test_only_the_run_date_is_templated_and_the_pod_gets_it_at_execute(monkeypatch):
+    fields = DlflowTfPodOperator.template_fields
+    assert {"date", "stage_date"} <= set(fields)
+    assert not {"arguments", "env_vars", "image", "labels"} & set(fields)
+
+    task = _train_task()
+    task.render_template_fields({"ds": "2026-01-02"})
+    assert task.arguments[4] == "{{ ds }}"  # as built; the job document is no template
+    seen = {}
+    monkeypatch.setattr(
+        KubernetesPodOperator, "execute", lambda self, context: seen.update(args=self.arguments)
+    )
+    TfPodOperator.execute(task, {})
+    assert seen["args"][:5] == ["-u", "-m", "tf_jobs.train", "--date", "2026-01-02"]
+    assert json.loads(seen["args"][6]) == task.job_body
