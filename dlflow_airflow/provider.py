@@ -51,7 +51,7 @@ def get_provider_info() -> dict[str, Any]:
                         "(spark.executorEnv.*); '*' allows every key. spark.python in YAML "
                         "needs spark.pyspark.python and spark.pyspark.driver.python. Checked "
                         "when a pipeline file is parsed; empty: none of them.",
-                        "version_added": "0.3.0",
+                        "version_added": "0.2.0",
                         "type": "string",
                         "example": "spark.pyspark.python, spark.kubernetes.container.image",
                         "default": "",
