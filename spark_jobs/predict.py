@@ -39,6 +39,7 @@ from dlflow_airflow.contract.artifacts import (
     FMAP,
     PREDICT_RESULT,
     TRAINED_MODEL,
+    gate_block,
     stage_io,
 )
 from dlflow_airflow.contract.fmap import FeatureMap
@@ -214,14 +215,17 @@ def predict_io(job: JobConfig) -> PredictIO:
     )
     require_complete(paths.encoded, "predict input (encoded features; run encode first)")
     check_model(paths.model, job)
+    blocked = gate_block(job, io)
+    if blocked:
+        raise PredictError(f"blocked by gate: {blocked}")
     return paths
 
 
 def check_model(model_uri: str, job: JobConfig) -> None:
     """The model partition must be complete and hold its model file.
 
-    Blessing is not required for ``same`` or a fixed date: predict may run
-    beside the evaluate task of the same date.
+    Blessing is the gate's business (:func:`gate_block`): with an evaluate
+    stage that has a gate, predict runs after it and refuses an unblessed model.
     """
     if not storage.is_complete(model_uri):
         raise ModelNotFoundError(

@@ -26,7 +26,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from dlflow_airflow.contract import storage
-from dlflow_airflow.contract.artifacts import EVALUATE_RESULT, FMAP, TRAINED_MODEL, stage_io
+from dlflow_airflow.contract.artifacts import (
+    EVALUATE_RESULT,
+    FMAP,
+    METRICS_FILE,
+    TRAINED_MODEL,
+    stage_io,
+)
 from dlflow_airflow.contract.fmap import FeatureMap, FmapError
 from dlflow_airflow.contract.jobconf import JobConfig
 from tf_jobs import inputs, model_io, models, plots
@@ -34,8 +40,6 @@ from tf_jobs.gate import GateMissedError, Miss, check_gate, record_blessing
 from tf_jobs.harness import committing, configure_tensorflow, run_job
 from tf_jobs.metrics import BinaryMetrics, RegressionMetrics
 from tf_jobs.stage_input import StageInput, open_stage_input
-
-METRICS_FILE = "metrics.json"
 
 Accumulator = BinaryMetrics | RegressionMetrics
 

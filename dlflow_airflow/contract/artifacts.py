@@ -52,6 +52,9 @@ DEMO_TABLES = ("seed", "user_profile", "user_behaviour")
 """The upstream tables the demo_data job writes under ``<ws>/upstream/<table>/dt=<date>``."""
 
 
+METRICS_FILE = "metrics.json"
+"""Written by evaluate into its partition: the metrics and the gate's verdict."""
+
 ENCODING_FILE = "_ENCODING.json"
 """Written by encode into the encoded partition: which fmap (model date) encoded it."""
 
@@ -390,3 +393,37 @@ class StageRef:
 def asset_name(folder: str, owner_tag: str) -> str:
     """The Airflow Asset name of one artifact root, e.g. ``dlflow.model.dnn_v1``."""
     return f"dlflow.{folder}.{owner_tag}"
+
+
+# ------------------------------------------------------------------ the gate before predict
+
+
+def gated_tags(needs: Iterable[str]) -> bool:
+    """Whether a stage scores a model only once evaluate has judged it (it waits for it)."""
+    needs = tuple(needs)
+    return EVALUATE_RESULT in needs and TRAINED_MODEL in needs
+
+
+def gate_block(config: JobConfig, io: StageIO) -> str | None:
+    """Why a gated stage may not use its model (None: blessed, it may).
+
+    A stage that needs both TRAINED_MODEL and EVALUATE_RESULT (predict in a
+    pipeline whose evaluate has a gate) refuses a model without the BLESSED
+    marker, whatever ``model.date`` says; the reason quotes the gate's misses
+    from the evaluate partition.
+    """
+    if not gated_tags(config.stage.needs) or not io.has(TRAINED_MODEL):
+        return None
+    from dlflow_airflow.contract import storage
+    from dlflow_airflow.contract.model_resolution import is_blessed
+
+    model = io.get(TRAINED_MODEL).uri
+    if is_blessed(model):
+        return None
+    verdict = io.get(EVALUATE_RESULT).uri
+    record = f"{verdict}/{METRICS_FILE}"
+    if not storage.is_complete(verdict) or not storage.exists(record):
+        return f"model {model} is not blessed and was not judged: no {record}"
+    gate = json.loads(storage.read_text(record)).get("gate") or {}
+    missed = "; ".join(gate.get("missed") or []) or "no miss recorded"
+    return f"model {model} missed the gate ({missed}); see {record}"

@@ -21,7 +21,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dlflow_airflow.contract.layout import SUCCESS_MARKER, check_date
 
@@ -51,6 +51,15 @@ def exists(uri: str) -> bool:
 
     filesystem, path = resolve(uri)
     return filesystem.get_file_info(path).type != fs.FileType.NotFound
+
+
+def modified(uri: str) -> Any:
+    """The modification time of a file (None if absent): a cheap commit stamp."""
+    from pyarrow import fs
+
+    filesystem, path = resolve(uri)
+    info = filesystem.get_file_info(path)
+    return None if info.type == fs.FileType.NotFound else info.mtime_ns
 
 
 def is_complete(partition_uri: str) -> bool:

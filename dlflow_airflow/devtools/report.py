@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 
 from dlflow_airflow.contract import storage
-from dlflow_airflow.contract.artifacts import Role, stage_io
+from dlflow_airflow.contract.artifacts import METRICS_FILE, Role, gate_block, stage_io
 from dlflow_airflow.contract.model_resolution import ModelNotFoundError
 from dlflow_airflow.operators.fingerprints import written_by
 from dlflow_airflow.pipeline.build import Pipeline
@@ -24,8 +24,9 @@ class PartitionState:
     """One line of the report.
 
     :param status: ``ok`` (written for the date), ``reused`` (an earlier
-        partition used as it is), ``missing``, or ``unresolved`` (no model for
-        ``model.date: latest``; ``detail`` says why).
+        partition used as it is), ``missing``, ``unresolved`` (no model for
+        ``model.date: latest``) or ``blocked`` (its model missed the gate);
+        ``detail`` says why for the last two.
     """
 
     stage: str
@@ -45,8 +46,9 @@ class PartitionState:
             "reused": f"reused {self.date}",
             "missing": "MISSING",
             "unresolved": "MISSING",
+            "blocked": "blocked by gate",
         }[self.status]
-        where = self.detail if self.status == "unresolved" else self.uri
+        where = self.detail if self.status in ("unresolved", "blocked") else self.uri
         return f"  {label:<17} {self.stage:<10} {self.artifact:<9} {where}"
 
 
@@ -60,21 +62,25 @@ def stage_partitions(pipeline: Pipeline, date: str) -> list[PartitionState]:
         except ModelNotFoundError as exc:
             out.append(PartitionState(name, "model", "", "unresolved", detail=str(exc)))
             continue
+        blocked = gate_block(config, io)
         for p in io.by_role(*SHOWN_ROLES):
             if not storage.is_complete(p.uri):
-                status = "missing"
+                status = "blocked" if blocked and p.role == Role.WRITE else "missing"
             elif p.role == Role.WRITE or p.date == date or written_by(p, date):
                 status = "ok"
             else:
                 status = "reused"
-            out.append(PartitionState(name, p.folder, p.uri, status, p.date))
+            detail = blocked if status == "blocked" else ""
+            out.append(PartitionState(name, p.folder, p.uri, status, p.date, detail or ""))
     return out
 
 
 def read_metrics(pipeline: Pipeline, date: str) -> dict | None:
     from dlflow_airflow.contract.layout import Layout
 
-    uri = f"{Layout(pipeline.spec.workspace).evaluate(pipeline.spec.model.tag, date)}/metrics.json"
+    uri = (
+        f"{Layout(pipeline.spec.workspace).evaluate(pipeline.spec.model.tag, date)}/{METRICS_FILE}"
+    )
     return json.loads(storage.read_text(uri)) if storage.exists(uri) else None
 
 

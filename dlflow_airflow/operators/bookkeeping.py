@@ -15,6 +15,7 @@ operators the same way (:func:`bind_stage`).
 
 from __future__ import annotations
 
+import json
 import logging
 from functools import cache
 from typing import Any
@@ -22,14 +23,18 @@ from typing import Any
 from dlflow_airflow.contract import storage
 from dlflow_airflow.contract.artifacts import (
     ARTIFACTS,
+    EVALUATE_RESULT,
+    METRICS_FILE,
     ContractError,
     Partition,
     Role,
     StageIO,
     asset_name,
+    gate_block,
     stage_io,
 )
 from dlflow_airflow.contract.jobconf import JobConfig
+from dlflow_airflow.contract.layout import SUCCESS_MARKER
 from dlflow_airflow.contract.model_resolution import ModelNotFoundError
 from dlflow_airflow.operators import fingerprints
 from dlflow_airflow.operators.fingerprints import Decision
@@ -81,7 +86,11 @@ class StageBookkeeping:
 
     def execute(self, context: Any) -> Any:
         run = StageRun.begin(self, context)
-        result = super().execute(context)  # type: ignore[misc]
+        try:
+            result = super().execute(context)  # type: ignore[misc]
+        except Exception:
+            run.raise_if_gate_missed()
+            raise
         run.finish(context)
         return result
 
@@ -138,16 +147,26 @@ class StageRun:
         self._absent_at_start = frozenset(
             p.uri for p in io.by_role(Role.FIT_OR_REUSE) if not storage.is_complete(p.uri)
         )
+        verdict = io.get(EVALUATE_RESULT).uri if EVALUATE_RESULT in _written_tags(io) else None
+        self._verdict_at_start = self._stamp(verdict) if verdict else None
+
+    @staticmethod
+    def _stamp(partition: str) -> Any:
+        """The commit stamp of a partition (its ``_SUCCESS``'s modification time), or None."""
+        return storage.modified(f"{partition}/{SUCCESS_MARKER}")
 
     @classmethod
     def begin(cls, operator: Any, context: Any) -> StageRun:
-        from airflow.sdk.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         params = context.get("params") or {}
         _check_selected(operator, params)
         config, io = _stage_io(operator)
         if config is None:
             return cls(None, io, None)
+        blocked = gate_block(config, io) if io.known else None
+        if blocked:  # deterministic: no retry makes an unblessed model blessed
+            raise AirflowFailException(f"dlflow: {operator.task_id} blocked by gate: {blocked}")
         decision = fingerprints.decide(config, io, force=bool(params.get("force")))
         if decision.skip:
             message = f"dlflow: skipping {operator.task_id} for {config.date}: {decision.reason}"
@@ -163,6 +182,30 @@ class StageRun:
         """The run of a task resumed after a deferral (its start decision is gone)."""
         config, io = _stage_io(operator)
         return cls(config, io, None)
+
+    def raise_if_gate_missed(self) -> None:
+        """A job that failed because its model missed ``gate_miss: fail``: fail for good.
+
+        The evaluate job commits its verdict before it fails; a retry would only
+        judge the same model on the same data again.
+        """
+        if self.config is None or not self.io.has(EVALUATE_RESULT):
+            return
+        if getattr(self.config.options, "gate_miss", None) != "fail":
+            return
+        verdict = self.io.get(EVALUATE_RESULT).uri
+        doc = _metrics(verdict)
+        gate = (doc or {}).get("gate") or {}
+        if (
+            doc is None
+            or gate.get("blessed", True)
+            or self._stamp(verdict) == self._verdict_at_start
+        ):
+            return
+        from airflow.sdk.exceptions import AirflowFailException
+
+        missed = "; ".join(gate.get("missed") or [])
+        raise AirflowFailException(f"dlflow: the model missed the gate ({missed}); see {verdict}")
 
     def written(self) -> tuple[Partition, ...]:
         """What the run wrote: its ``write`` partitions and any fmap it had to fit."""
@@ -185,6 +228,17 @@ class StageRun:
         if value is not None:
             fingerprints.record(self.config, written, value, run_id)
         _asset_events(context, self.config, written)
+
+
+def _written_tags(io: StageIO) -> set[str]:
+    return {p.tag for p in io.writes}
+
+
+def _metrics(partition: str) -> dict | None:
+    uri = f"{partition}/{METRICS_FILE}"
+    if not storage.exists(uri):
+        return None
+    return json.loads(storage.read_text(uri))
 
 
 def _stage_io(operator: Any) -> tuple[JobConfig | None, StageIO]:

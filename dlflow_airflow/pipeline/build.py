@@ -8,13 +8,14 @@ and placeholder paths, and the task graph. Nothing here imports Airflow.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from dlflow_airflow.contract.artifacts import (
+    EVALUATE_RESULT,
     StageRef,
     latest_conflict_message,
     model_date_conflicts,
@@ -77,10 +78,31 @@ class Pipeline:
         if issues:
             raise SpecError(source, issues)
         check_model_date(spec, stages, source)
+        stages = gate_before_scoring(stages)
         tags = {name: StageTags(s.needs, s.produces) for name, s in stages.items()}
         edges = build_edges(tags, external=spec.external, source=source)
         order = topological_order(stages, edges, source=source)
         return cls(source, spec, stages, tuple(edges), tuple(order))
+
+
+def gate_before_scoring(stages: dict[str, Stage]) -> dict[str, Stage]:
+    """With an evaluate stage that has a gate, every predict stage waits for its verdict.
+
+    Predict then needs EVALUATE_RESULT too: the graph orders it after evaluate,
+    and the contract (:func:`~dlflow_airflow.contract.artifacts.gate_block`)
+    refuses an unblessed model, whatever ``model.date`` says.
+    """
+    gated = any(
+        s.kind.job == "evaluate" and getattr(s.options, "gate", None) for s in stages.values()
+    )
+    if not gated:
+        return stages
+    return {
+        name: replace(s, needs=(*s.needs, EVALUATE_RESULT))
+        if s.kind.job == "predict" and EVALUATE_RESULT not in s.needs
+        else s
+        for name, s in stages.items()
+    }
 
 
 def resolve_stages(spec: PipelineSpec, source: str) -> tuple[dict[str, Stage], list[Issue]]:

@@ -280,3 +280,23 @@ def test_truncated_encoded_file_names_the_partition_and_file(
     )
     assert "org.apache" not in message and "\n" not in message
     assert not storage.exists(job.layout.predict("dnn", day))
+
+
+def test_a_gated_predict_refuses_an_unblessed_model(
+    pipeline: Any, spark: Any, fmap: FeatureMap
+) -> None:
+    """With an evaluate gate in the pipeline, the job itself refuses an unjudged model too."""
+    from dlflow_airflow.contract.jobconf import JobConfig
+
+    gated = pipeline.job("predict", model_date="2026-01-07")
+    commit_model(tiny_model(fmap), gated.layout.model("dnn", "2026-01-07"))
+    body = gated.body()
+    body["stage"]["needs"] = [*body["stage"]["needs"], "EVALUATE_RESULT"]
+    job = JobConfig.from_body(DATE, body)
+    root = job.layout.root("predict", "dnn")
+    before = storage.list_names(root)
+    with pytest.raises(
+        PredictError, match=r"blocked by gate: model .*dt=2026-01-07 is not blessed"
+    ):
+        predict.run(spark, job)
+    assert storage.list_names(root) == before
