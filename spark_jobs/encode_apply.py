@@ -1,7 +1,8 @@
 """Apply a fitted fmap to a raw-feature frame: every transform a Spark expression.
 
-Numeric features become one ``array<float>`` per bucket, normalised with the
-fitted statistics (:mod:`spark_jobs.normalizers`). Categoricals use a
+Numeric features become one ``array<float>`` per bucket: nulls take their
+fitted fill value, then the fitted statistics normalise them
+(:mod:`spark_jobs.normalizers`), then the bucket's missing indicators follow. Categoricals use a
 literal-map lookup (small vocabularies) or a broadcast join (large ones),
 with distinct reserved ids for unseen values and nulls
 (:class:`~dlflow_airflow.contract.fmap.IdLayout`). Output columns are exactly
@@ -36,7 +37,7 @@ from spark_jobs.feature_types import (
     element_values,
     feature_fields,
 )
-from spark_jobs.normalizers import normalize, pnorm
+from spark_jobs.normalizers import impute, missing_indicator, normalize, pnorm
 
 log = logging.getLogger(__name__)
 
@@ -122,19 +123,26 @@ def _join_vocab(
 def numeric_vector(
     bucket: Bucket, types: dict[str, T.DataType], normalizers: Normalizers
 ) -> Column:
-    """The bucket's ``<bucket>_nums`` column (``array<float>``)."""
+    """The bucket's ``<bucket>_nums`` column (``array<float>``): the imputed and
+    normalised feature positions, then one 0/1 position per missing indicator."""
     values: list[Column] = []
     stats: list[dict[str, float | None]] = []
+    flags: dict[str, Column] = {}
     for feature in bucket.nums:
-        values += element_values(
+        raw = element_values(
             feature.name, types[feature.name], feature.size, feature.meta.get("keys")
         )
         fitted = normalizers.of(bucket.name, feature.name)
+        fills = fitted.get("fill") or [None] * feature.size  # none in older statistics
+        values += impute(raw, fills)
         stats += [{k: v[i] for k, v in fitted.items()} for i in range(feature.size)]
+        flags[feature.name] = missing_indicator(raw)
     if bucket.encode and bucket.method == "pnorm":
         vector = pnorm(F.array(*values), float(method_params("pnorm", bucket.params)["p"]))
     else:
         vector = F.array(*normalize(values, stats, bucket.method, bucket.params, bucket.encode))
+    if bucket.missing_indicators:
+        vector = F.concat(vector, F.array(*[flags[name] for name in bucket.missing_indicators]))
     return vector.cast("array<float>").alias(bucket.nums_column)
 
 

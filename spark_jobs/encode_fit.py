@@ -6,6 +6,11 @@ vocabularies of strings and map keys, with the statistics of each map key's
 values; :mod:`spark_jobs.vocabulary`). Buckets are ``job.buckets``; feature
 columns no bucket lists go to ``default`` (configured or not: ``buckets.default``
 may give only a method). Column types: :mod:`spark_jobs.feature_types`.
+
+The same aggregation gives the fill values of nulls (``impute``: mean, min,
+approximate median, zero or a constant, kept as ``fill`` in the normaliser
+statistics) and finds all-null or constant features (a warning, an error
+with ``strict: true``).
 """
 
 from __future__ import annotations
@@ -35,14 +40,15 @@ from spark_jobs.feature_types import (
     column_type,
     feature_fields,
 )
-from spark_jobs.normalizers import fitted_names, statistic_aggs
+from spark_jobs.normalizers import fill_value, fitted_names, statistic_aggs
 
 log = logging.getLogger(__name__)
 
 MANY_CATEGORIES = vocabulary.MANY_CATEGORIES
 
 Stats = dict[str, float | None]
-"""``min``/``max``/``mean``/``std`` of one position of a numeric feature."""
+"""``min``/``max``/``mean``/``std`` (and ``median`` if asked) of one position of a
+numeric feature; ``count`` (non-null rows) of a string feature."""
 BucketStats = dict[str, dict[str, list[float | None]]]
 """feature -> statistic -> one value per position: what a bucket keeps."""
 
@@ -126,14 +132,16 @@ def _probe_array_sizes(frame: DataFrame, arrays: list[str]) -> dict[str, int]:
     return sizes
 
 
-def _array_aggs(index: int, name: str, data_type: T.DataType, size: int) -> list[Column]:
+def _array_aggs(
+    index: int, name: str, data_type: T.DataType, size: int, median: bool
+) -> list[Column]:
     """The size range of one array column and the statistics of each of its positions."""
     present = F.when(col(name).isNotNull(), F.size(col(name)))
     aggs = [F.min(present).alias(f"__amin{index}"), F.max(present).alias(f"__amax{index}")]
     element = data_type.elementType  # type: ignore[attr-defined]
     for k in range(size):
         value = as_double(F.try_element_at(col(name), F.lit(k + 1)), element)
-        aggs += statistic_aggs(value, f"__a{index}_{k}_")
+        aggs += statistic_aggs(value, f"__a{index}_{k}_", median)
     return aggs
 
 
@@ -149,32 +157,41 @@ def _check_array_sizes(row: Any, arrays: list[str]) -> None:
             raise EncodeError(f"array column {name!r} holds only empty arrays")
 
 
-def _stats(row: Any, prefix: str) -> Stats:
+def _stats(row: Any, prefix: str, median: bool = False) -> Stats:
+    names = ("min", "max", "mean", "std", "median") if median else ("min", "max", "mean", "std")
     return {
         name: None if row[f"{prefix}{name}"] is None else float(row[f"{prefix}{name}"])
-        for name in ("min", "max", "mean", "std")
+        for name in names
     }
 
 
-def fit_statistics(frame: DataFrame, columns: FeatureColumns) -> dict[str, list[Stats]]:
-    """Statistics of every scalar and array position, in one aggregation.
+def fit_statistics(
+    frame: DataFrame, columns: FeatureColumns, medians: frozenset[str] = frozenset()
+) -> dict[str, list[Stats]]:
+    """Statistics of every scalar and array position (the approximate median of
+    those in ``medians`` too) and the non-null count of every string column, in
+    one aggregation.
 
     :raises EncodeError: the frame has no rows, or an array column's size varies.
     """
-    scalars, arrays = columns.named(SCALAR), columns.named(ARRAY)
+    scalars, arrays, strings = columns.named(SCALAR), columns.named(ARRAY), columns.named(STRING)
     sizes = _probe_array_sizes(frame, arrays)
     aggs = [F.count(F.lit(1)).alias("__rows")]
     for i, name in enumerate(arrays):
-        aggs += _array_aggs(i, name, columns.types[name], sizes[name])
+        aggs += _array_aggs(i, name, columns.types[name], sizes[name], name in medians)
     for i, name in enumerate(scalars):
-        aggs += statistic_aggs(as_double(col(name), columns.types[name]), f"__s{i}_")
+        value = as_double(col(name), columns.types[name])
+        aggs += statistic_aggs(value, f"__s{i}_", name in medians)
+    aggs += [F.count(col(name)).alias(f"__n{i}") for i, name in enumerate(strings)]
     row = frame.agg(*aggs).first()
     if row["__rows"] == 0:
         raise EncodeError("the raw table has no rows: cannot fit an fmap on it")
     _check_array_sizes(row, arrays)
-    stats = {name: [_stats(row, f"__s{i}_")] for i, name in enumerate(scalars)}
+    stats = {name: [_stats(row, f"__s{i}_", name in medians)] for i, name in enumerate(scalars)}
     for i, name in enumerate(arrays):
-        stats[name] = [_stats(row, f"__a{i}_{k}_") for k in range(sizes[name])]
+        stats[name] = [_stats(row, f"__a{i}_{k}_", name in medians) for k in range(sizes[name])]
+    for i, name in enumerate(strings):
+        stats[name] = [{"count": float(row[f"__n{i}"])}]
     return stats
 
 
@@ -192,6 +209,62 @@ def fit_vocabularies(
         if category in (STRING, MAP)
     ]
     return vocabulary.fit_vocabularies(frame, requests, many=MANY_CATEGORIES)
+
+
+# ---------------------------------------------------------------- imputation
+
+
+def check_impute(plan: dict[str, BucketSpec], columns: FeatureColumns) -> frozenset[str]:
+    """Refuse overrides of features outside their bucket or not numeric; the
+    features whose fill is a median (which the fit then computes)."""
+    medians: set[str] = set()
+    for bucket, spec in plan.items():
+        for name in spec.impute_features:
+            if name not in spec.features:
+                raise EncodeError(
+                    f"buckets.{bucket}.impute_features names {name!r}, which is not a feature "
+                    f"of bucket {bucket!r}; its features: {spec.features}"
+                )
+            if columns.categories[name] == STRING:
+                raise EncodeError(
+                    f"buckets.{bucket}.impute_features names {name!r}, a string feature: only "
+                    "numbers are imputed (a null category has its own id)"
+                )
+        for name in spec.features:
+            if spec.impute_of(name).impute != "median" or columns.categories[name] == STRING:
+                continue
+            if columns.categories[name] == MAP:
+                raise EncodeError(
+                    f"bucket {bucket!r}: impute median is not available for the map feature "
+                    f"{name!r}; use mean, min, zero or constant (impute_features)"
+                )
+            medians.add(name)
+    return frozenset(medians)
+
+
+def check_degenerate(bucket: str, spec: BucketSpec, feature: str, stats: list[Stats]) -> None:
+    """Warn about (``strict``: refuse) a feature null in every row or with one value."""
+    if "count" in stats[0]:  # a string column
+        problem = "is null in every row" if stats[0]["count"] == 0 else None
+    elif all(s["min"] is None for s in stats):
+        problem = "is null in every row"
+    elif all(s["min"] is not None and s["min"] == s["max"] for s in stats):
+        problem = "has one value in every non-null row (a constant)"
+    else:
+        problem = None
+    if problem is None:
+        return
+    message = f"feature {feature!r} {problem} of the fit day (bucket {bucket!r})"
+    if spec.strict:
+        raise EncodeError(f"{message}; drop it or fix the input (the bucket is strict: true)")
+    if "count" not in stats[0]:  # an all-null string is warned about with its vocabulary
+        log.warning("%s; it carries no information", message)
+
+
+def fills_of(spec: BucketSpec, feature: str, stats: list[Stats]) -> list[float | None]:
+    """The fill value of each position of a numeric feature."""
+    rule = spec.impute_of(feature)
+    return [fill_value(s, rule.impute, rule.impute_value) for s in stats]
 
 
 # ---------------------------------------------------------------- the fmap
@@ -212,6 +285,8 @@ def build_bucket(
     num_offset = ctg_offset = 0
     for feature in spec.features:
         dtype, category = columns.types[feature].simpleString(), columns.categories[feature]
+        if category in (SCALAR, ARRAY, STRING):
+            check_degenerate(name, spec, feature, stats[feature])
         if category == STRING:
             vocab = vocabs[feature].values
             size = len(vocab) + VOCAB_START
@@ -222,23 +297,23 @@ def build_bucket(
         if size == 0:
             log.warning("map feature %r has no keys; it takes no position", feature)
             continue
-        if category == SCALAR and stats[feature][0]["min"] is None:
-            log.warning("numeric feature %r is null in every row; it encodes as 0", feature)
         meta = {"keys": vocabs[feature].values} if category == MAP else {}
         shape = (1,) if category == SCALAR else (size,)
         nums.append(Feature(feature, dtype, size, num_offset, meta, spec.encode, shape=shape))
         num_offset += size
-        if keep:
-            kept[feature] = {k: [s[k] for s in stats[feature]] for k in keep}
+        kept[feature] = {k: [s[k] for s in stats[feature]] for k in keep}
+        kept[feature]["fill"] = fills_of(spec, feature, stats[feature])
     params = dict(spec.params)
-    return Bucket(name, spec.method, tuple(nums), tuple(ctgs), params, spec.encode), kept
+    indicators = tuple(f.name for f in nums) if spec.missing_indicators else ()
+    bucket = Bucket(name, spec.method, tuple(nums), tuple(ctgs), params, spec.encode, indicators)
+    return bucket, kept
 
 
 def fit_fmap(frame: DataFrame, job: JobConfig, model_date: str) -> tuple[FeatureMap, Normalizers]:
     """The fmap of ``frame``'s features for ``model_date`` and its normaliser statistics."""
     columns = FeatureColumns.of(frame.schema, job)
     plan = plan_buckets(list(columns.categories), job, frame.columns)
-    stats = fit_statistics(frame, columns)
+    stats = fit_statistics(frame, columns, check_impute(plan, columns))
     vocabs = fit_vocabularies(frame, columns, plan)
     for name in columns.named(MAP):  # a map takes one position per kept key
         stats[name] = [vocabs[name].stats[key] for key in vocabs[name].values]

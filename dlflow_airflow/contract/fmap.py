@@ -109,6 +109,8 @@ class Bucket:
     :param method: the normaliser of the numeric vector (``minmax``, ``zscore``, ``pnorm``).
     :param params: the normaliser's parameters, as configured.
     :param encode: False when the numeric values are passed through untouched.
+    :param missing_indicators: numeric features that have a 0/1 position (1: the
+        value was null) after all feature positions, in this order.
     """
 
     name: str
@@ -117,6 +119,7 @@ class Bucket:
     ctgs: tuple[Feature, ...] = ()
     params: dict[str, Any] = field(default_factory=dict)
     encode: bool = True
+    missing_indicators: tuple[str, ...] = ()
 
     @property
     def fields(self) -> dict[str, tuple[Feature, ...]]:
@@ -139,6 +142,12 @@ class Bucket:
 
     @property
     def nums_width(self) -> int:
+        """The feature positions plus one per missing indicator."""
+        return sum(f.size for f in self.nums) + len(self.missing_indicators)
+
+    @property
+    def indicator_offset(self) -> int:
+        """The position of the first missing indicator in the numeric vector."""
         return sum(f.size for f in self.nums)
 
     @property
@@ -199,17 +208,7 @@ class FeatureMap:
             "model_date": self.model_date,
             "primary_keys": list(self.primary_keys),
             "labels": list(self.labels),
-            "buckets": [
-                {
-                    "name": b.name,
-                    "method": b.method,
-                    "params": dict(b.params),
-                    "encode": b.encode,
-                    "nums": [_feature_dict(f) for f in b.nums],
-                    "ctgs": [_feature_dict(f) for f in b.ctgs],
-                }
-                for b in self.buckets
-            ],
+            "buckets": [_bucket_dict(b) for b in self.buckets],
         }
         body["checksum"] = _checksum(body)
         return body
@@ -241,6 +240,7 @@ class FeatureMap:
                     ctgs=tuple(_feature(f) for f in b["ctgs"]),
                     params=dict(b.get("params", {})),
                     encode=bool(b.get("encode", True)),
+                    missing_indicators=tuple(b.get("missing_indicators", ())),
                 )
                 for b in data["buckets"]
             )
@@ -287,7 +287,9 @@ class Normalizers:
     minmax, ``mean``/``std`` for zscore; pnorm and ``encode: false`` fit
     nothing) to one value per element of the feature (one for a scalar, one
     per position of an array, one per key of a map). A null statistic means
-    the feature was null in every row.
+    the feature was null in every row. ``fill`` (any method) is the value a
+    null becomes before it is normalised; files without it leave nulls to
+    the normaliser, as they always did.
     """
 
     fmap_checksum: str
@@ -343,6 +345,20 @@ class Normalizers:
         uri = f"{femodel_uri}/{NORMALIZERS_FILE}"
         storage.write_text(uri, json.dumps(self.to_dict(), indent=1, sort_keys=True))
         return uri
+
+
+def _bucket_dict(b: Bucket) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "name": b.name,
+        "method": b.method,
+        "params": dict(b.params),
+        "encode": b.encode,
+        "nums": [_feature_dict(f) for f in b.nums],
+        "ctgs": [_feature_dict(f) for f in b.ctgs],
+    }
+    if b.missing_indicators:  # absent otherwise: older fmaps keep their checksum
+        d["missing_indicators"] = list(b.missing_indicators)
+    return d
 
 
 def _feature_dict(f: Feature) -> dict[str, Any]:

@@ -117,6 +117,42 @@ DEFAULT_BUCKET = "default"
 """The bucket that collects every feature no other bucket lists."""
 
 
+IMPUTE_STRATEGIES = ("mean", "median", "zero", "min", "constant")
+"""How a null number is filled before it is normalised (``impute``)."""
+ImputeStrategy = Literal["mean", "median", "zero", "min", "constant"]
+
+
+def check_impute_value(strategy: str, value: float | None, where: str) -> None:
+    """``impute_value`` is required with ``constant`` and refused with any other strategy."""
+    if strategy == "constant" and value is None:
+        raise ValueError(f"{where}impute: constant needs impute_value: <number>")
+    if strategy != "constant" and value is not None:
+        raise ValueError(
+            f"{where}impute_value is only read with impute: constant, not {strategy!r}"
+        )
+
+
+class FeatureImpute(StrictModel):
+    """One feature's imputation (an ``impute_features`` entry).
+
+    The YAML gives a strategy name (``median``) or, for a constant,
+    ``{impute: constant, impute_value: -1}``.
+    """
+
+    impute: ImputeStrategy
+    impute_value: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"impute": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_value(self) -> FeatureImpute:
+        check_impute_value(self.impute, self.impute_value, "")
+        return self
+
+
 class BucketSpec(StrictModel):
     """A group of features that share one numeric vector and one embedding id space.
 
@@ -130,6 +166,14 @@ class BucketSpec(StrictModel):
         true), pnorm ``p`` (default 2).
     :param min_count: a category seen fewer times is left out of the vocabulary.
     :param max_size: keep at most this many categories (the most frequent).
+    :param impute: what a null number becomes before it is normalised: a
+        statistic fitted on the fit day (``mean``, ``median``, ``min``), ``zero``,
+        or ``constant`` (``impute_value``).
+    :param impute_value: the number of ``impute: constant``; refused otherwise.
+    :param impute_features: per-feature overrides of ``impute``: a strategy, or
+        ``{impute: constant, impute_value: <number>}``.
+    :param missing_indicators: add one 0/1 position per numeric feature (1: null).
+    :param strict: an all-null or constant feature at fit time is an error, not a warning.
     """
 
     features: list[FeatureName] = []
@@ -138,6 +182,29 @@ class BucketSpec(StrictModel):
     params: dict[str, float | int | bool] = {}
     min_count: int = Field(default=1, ge=1)
     max_size: int | None = Field(default=None, ge=1)
+    impute: ImputeStrategy = "mean"
+    impute_value: float | None = None
+    impute_features: dict[FeatureName, FeatureImpute] = {}
+    missing_indicators: bool = False
+    strict: bool = False
+
+    @model_validator(mode="after")
+    def _check_impute(self) -> BucketSpec:
+        check_impute_value(self.impute, self.impute_value, "")
+        listed = set(self.features)
+        unknown = [name for name in self.impute_features if name not in listed]
+        if self.features and unknown:
+            raise ValueError(
+                f"impute_features names {unknown}, which are not features of this bucket; "
+                f"its features: {self.features}"
+            )
+        return self
+
+    def impute_of(self, feature: str) -> FeatureImpute:
+        """The imputation of ``feature``: its override, else the bucket's."""
+        return self.impute_features.get(
+            feature, FeatureImpute(impute=self.impute, impute_value=self.impute_value)
+        )
 
     @model_validator(mode="after")
     def _check_params(self) -> BucketSpec:

@@ -42,13 +42,21 @@ BUCKETS = {"user": {"features": ["city", "age", "device"], "method": "minmax"}}
 # uid -> (user_nums, user_ctgs, default_nums) for DAY_ONE with the fmap fitted on it:
 # age in [20, 40]; income in [100, 300] (NaN ignored); city unseen=0 null=1, a=2 b=3 c=4
 # (ties by value); device offset 5 (after city's 3 values + 2 reserved): unseen=5, null=6,
-# x=7, y=8.
+# x=7, y=8. Nulls (and NaN) take the fitted mean (impute: mean): age 32.5, income 175,
+# active 0.75.
 EXPECTED_ONE = {
     1: ([0.0], [3, 7], [0.0, 1.0]),
+    2: ([0.5], [2, 7], [0.375, 0.0]),
+    3: ([1.0], [3, 6], [1.0, 0.75]),
+    4: ([0.625], [4, 8], [0.5, 1.0]),
+    5: ([1.0], [2, 7], [0.0, 1.0]),
+}
+# The same with normalizers written before fill values existed: minmax maps a null to 0.
+LEGACY_ONE = {
+    **EXPECTED_ONE,
     2: ([0.5], [2, 7], [0.0, 0.0]),
     3: ([1.0], [3, 6], [1.0, 0.0]),
     4: ([0.0], [4, 8], [0.5, 1.0]),
-    5: ([1.0], [2, 7], [0.0, 1.0]),
 }
 # DAY_TWO with the DAY_ONE fmap: out-of-range numbers clip, unseen categories get offset + 0.
 EXPECTED_TWO = {
@@ -94,9 +102,9 @@ def test_fit_writes_fmap_and_encoded_table(spark: Any, raw_job: Any) -> None:
     assert [(f.name, f.offset, f.size, f.meta) for f in user.nums] == [("age", 0, 1, {})]
     stats = Normalizers.load(layout.femodel("ctr", DATE), fmap)
     assert result["normalizers"] == f"{layout.femodel('ctr', DATE)}/normalizers.json"
-    assert stats.of("user", "age") == {"min": [20.0], "max": [40.0]}
-    assert stats.of("default", "income") == {"min": [100.0], "max": [300.0]}
-    assert stats.of("default", "active") == {"min": [0.0], "max": [1.0]}
+    assert stats.of("user", "age") == {"min": [20.0], "max": [40.0], "fill": [32.5]}
+    assert stats.of("default", "income") == {"min": [100.0], "max": [300.0], "fill": [175.0]}
+    assert stats.of("default", "active") == {"min": [0.0], "max": [1.0], "fill": [0.75]}
     assert [(f.name, f.offset, f.size, f.meta["vocab"]) for f in user.ctgs] == [
         ("city", 0, 5, ["a", "b", "c"]),
         ("device", 5, 4, ["x", "y"]),
@@ -372,3 +380,28 @@ def test_a_bucket_without_features_is_refused_by_encode_too(raw_job: Any) -> Non
     job = dataclasses.replace(raw_job, buckets={"user": BucketSpec(method="zscore")})
     with pytest.raises(EncodeError, match=r"bucket\(s\) \['user'\] list no features"):
         encode_fit.plan_buckets(["age"], job, ["uid", "label", "age"])
+
+
+def test_statistics_without_fill_values_encode_as_before(
+    spark: Any, raw_job: Any, write_table: Any, make_job: Any
+) -> None:
+    """An fmap and normalizers.json written before imputation (no ``fill``, no
+    ``missing_indicators``) encode the same rows exactly as they always did."""
+    first = encode.run(spark, raw_job)
+    femodel = raw_job.layout.femodel("ctr", DATE)
+    fmap = FeatureMap.load(femodel)
+    assert all("missing_indicators" not in b for b in fmap.to_dict()["buckets"])
+    fitted = Normalizers.load(femodel, fmap).stats
+    old = {
+        bucket: {name: {k: v for k, v in s.items() if k != "fill"} for name, s in feats.items()}
+        for bucket, feats in fitted.items()
+    }
+    Normalizers(fmap.checksum, old).save(femodel)  # what the code wrote before fill values
+
+    again = make_job(
+        "encode", raw_job.workspace, NEXT_DATE, model_date=DATE, drop_columns=("note",)
+    )
+    write_table(again.layout.raw("ctr", NEXT_DATE), DAY_ONE, RAW_SCHEMA)
+    result = encode.run(spark, again)
+    assert result["fmap_reused"] and result["fmap_checksum"] == first["fmap_checksum"]
+    assert encoded_rows(spark, result["output"]) == LEGACY_ONE

@@ -36,10 +36,13 @@ BUCKETS = {
     "raw": {"features": ["n_pass"], "encode": False},
 }
 NORM = math.sqrt(1.5**2 + 1)
+NORM_3 = math.sqrt(2.0**2 + 0.5**2)  # row 3: n_float and flag take their means 2.0 and 0.5
 EXPECTED = {  # uid -> (mm_nums, z_nums, p_nums, raw_nums, default_ctgs)
     1: ([-1, -1, -1, -1, -1], [-1, -1], [1.5 / NORM, 1 / NORM], [7], [2]),  # city a
-    2: ([1, 1, 1, 1, -1], [1, 0], [1, 0], [0], [3]),  # city b
-    3: ([-1, -1, -1, -1, -1], [0, 1], [0, 0], [-2], [1]),  # city null
+    2: ([1, 1, 1, 1, -1], [1, 0], [1, 0], [2.5], [3]),  # city b; n_pass null: its mean
+    # nulls take the fitted means (n_int 2, vec [2, 4], tags.x 2: the middle of the range);
+    # tags.y is constant (2.0): minmax's low end
+    3: ([0, 0, 0, 0, -1], [0, 1], [2.0 / NORM_3, 0.5 / NORM_3], [-2], [1]),  # city null
 }
 COLUMNS = ["mm_nums", "z_nums", "p_nums", "raw_nums", "default_ctgs"]
 
@@ -70,9 +73,10 @@ def test_every_type_and_normaliser(spark: Any, typed_job: Any) -> None:
     assert mm.params == {"min": -1, "max": 1} and fmap.bucket("raw").encode is False
     assert list(mm.fields) == ["nums"]
     stats = Normalizers.load(result["fmap"].rsplit("/", 1)[0], fmap)
-    assert stats.of("mm", "vec") == {"min": [1.0, 2.0], "max": [3.0, 6.0]}
-    assert stats.of("z", "n_long") == {"mean": [20.0], "std": [10.0]}
-    assert stats.of("p", "n_float") == {} and stats.of("raw", "n_pass") == {}
+    assert stats.of("mm", "vec") == {"min": [1.0, 2.0], "max": [3.0, 6.0], "fill": [2.0, 4.0]}
+    assert stats.of("z", "n_long") == {"mean": [20.0], "std": [10.0], "fill": [20.0]}
+    assert stats.of("p", "n_float") == {"fill": [2.0]}
+    assert stats.of("raw", "n_pass") == {"fill": [2.5]}
     got = _rows(spark, result["output"])
     for uid, expected in EXPECTED.items():
         for column, want, have in zip(COLUMNS, expected, got[uid], strict=True):
@@ -118,7 +122,7 @@ def test_reuse_keeps_statistics_and_checks_array_size(
     second = encode.run(spark, job)
     assert second["fmap_reused"] and second["fmap_checksum"] == first["fmap_checksum"]
     (row,) = _rows(spark, second["output"]).values()
-    assert row[0] == pytest.approx([1, 0, 0, -1, -1])  # clipped; x missing -> low end
+    assert row[0] == pytest.approx([1, 0, 0, 0, -1])  # clipped; x missing -> its mean 2
     assert row[1] == pytest.approx([2, 0]) and row[4] == [0]  # unseen city -> reserved 0
 
     write_table(job.layout.raw("ctr", NEXT_DATE), [(*later[0][:9], [1.0, 2.0, 3.0], None)], SCHEMA)

@@ -110,3 +110,16 @@ def test_an_fmap_written_before_loads_and_encodes_as_it_did(tmp_path: Path) -> N
     assert fmap.bucket("user").ctgs_vocab_size == 4
     stats = Normalizers.load(femodel, fmap)  # still belongs to the fmap
     assert stats.of("default", "mean radius") == {"mean": [14.1], "std": [3.5]}
+
+
+def test_missing_indicators_widen_the_bucket_and_only_then_appear_in_the_file() -> None:
+    import dataclasses
+
+    assert "missing_indicators" not in FMAP.to_dict()["buckets"][0]  # older fmaps keep checksums
+    user = dataclasses.replace(FMAP.buckets[0], missing_indicators=("vec",))
+    fmap = dataclasses.replace(FMAP, buckets=(user,))
+    assert user.nums_width == FMAP.buckets[0].nums_width + 1 and user.indicator_offset == 2
+    document = fmap.to_dict()
+    assert document["buckets"][0]["missing_indicators"] == ["vec"]
+    assert document["checksum"] != FMAP.checksum
+    assert FeatureMap.from_dict(document) == fmap

@@ -60,6 +60,41 @@ BAD = [
     ),
     (lambda d: _set(d, "buckets.user.min_count", 0), "buckets.user.min_count", "greater than"),
     (lambda d: _set(d, "buckets.user.encode", "maybe"), "buckets.user.encode", "valid boolean"),
+    (
+        lambda d: _set(d, "buckets.user.impute", "avg"),
+        "buckets.user.impute",
+        "'mean', 'median', 'zero', 'min' or 'constant'",
+    ),
+    (
+        lambda d: _set(d, "buckets.user.impute", "constant"),
+        "buckets.user",
+        "impute: constant needs impute_value: <number>",
+    ),
+    (
+        lambda d: _set(d, "buckets.user.impute_value", 3),
+        "buckets.user",
+        "impute_value is only read with impute: constant, not 'mean'",
+    ),
+    (
+        lambda d: _set(d, "buckets.user.impute_features", {"income": "zero"}),
+        "buckets.user",
+        "impute_features names ['income'], which are not features of this bucket",
+    ),
+    (
+        lambda d: _set(d, "buckets.user.impute_features", {"age": {"impute": "zero", "value": 1}}),
+        "buckets.user.impute_features.age.value",
+        "unknown key 'value'",
+    ),
+    (
+        lambda d: _set(d, "buckets.user.impute_features", {"age": "constant"}),
+        "buckets.user.impute_features.age",
+        "impute: constant needs impute_value",
+    ),
+    (
+        lambda d: _set(d, "buckets.user.missing_indicators", "yes please"),
+        "buckets.user.missing_indicators",
+        "valid boolean",
+    ),
     (lambda d: _set(d, "schedule", "every day"), "schedule", "neither a cron expression"),
     (lambda d: _set(d, "start_date", "2026-13-01"), "start_date", "valid date"),
     (lambda d: _set(d, "workspace", "relative/dir"), "workspace", "absolute path or a URI"),
