@@ -304,10 +304,9 @@ def encoding_record(fmap: Partition, checksum: str) -> str:
     return json.dumps({"model_date": fmap.date, "fmap": fmap.uri, "fmap_checksum": checksum})
 
 
-def stage_io(config: JobConfig, *, resolved_model_date: str | None = None) -> StageIO:
+def stage_io(config: JobConfig) -> StageIO:
     """The partitions the stage of ``config`` reads, writes and reuses for its run.
 
-    :param resolved_model_date: skip :func:`model_date` (already resolved by the caller).
     :raises ContractError: see :func:`stage_roles`.
     :raises ModelNotFoundError: ``latest`` with no blessed model, when a
         model-dated partition is involved.
@@ -316,8 +315,8 @@ def stage_io(config: JobConfig, *, resolved_model_date: str | None = None) -> St
     if stage.job is None or stage.job not in JOBS:
         return StageIO(known=False)
     roles = stage_roles(stage.needs, stage.produces, config.model.date, config.options)
-    model_day = resolved_model_date
-    if model_day is None and any(r.artifact.model_dated for r in roles):
+    model_day = None
+    if any(r.artifact.model_dated for r in roles):
         model_day = model_date(config)
     owners = {"feature": config.feature.tag, "model": config.model.tag}
     partitions: list[Partition] = []

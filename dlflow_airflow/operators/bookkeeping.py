@@ -147,7 +147,8 @@ class StageRun:
         self._absent_at_start = frozenset(
             p.uri for p in io.by_role(Role.FIT_OR_REUSE) if not storage.is_complete(p.uri)
         )
-        verdict = io.get(EVALUATE_RESULT).uri if EVALUATE_RESULT in _written_tags(io) else None
+        writes_verdict = any(p.tag == EVALUATE_RESULT for p in io.writes)
+        verdict = io.get(EVALUATE_RESULT).uri if writes_verdict else None
         self._verdict_at_start = self._stamp(verdict) if verdict else None
 
     @staticmethod
@@ -228,10 +229,6 @@ class StageRun:
         if value is not None:
             fingerprints.record(self.config, written, value, run_id)
         _asset_events(context, self.config, written)
-
-
-def _written_tags(io: StageIO) -> set[str]:
-    return {p.tag for p in io.writes}
 
 
 def _metrics(partition: str) -> dict | None:

@@ -12,25 +12,21 @@ and, for the data-only cases, through ``airflow dags list-import-errors``.
 
 from __future__ import annotations
 
-import builtins
 import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
-from pydantic import BaseModel, ConfigDict
 
 from dlflow_airflow.pipeline import loader
-from dlflow_airflow.stages.base import StageContext, StageKind
 from tests.conftest import DAG_FILES, DAGS_FOLDER, DEMO_PIPELINE
 
 EXAMPLES = sorted((DAGS_FOLDER / "pipelines").glob("*.yaml"))
 GOOD_DAG_IDS = {yaml.safe_load(p.read_text())["dag_id"] for p in EXAMPLES}
-KIND = f"{__name__}:Hostile"
+KIND = "tests.dlflow_airflow.user_stages:Hostile"
 # About 1 KB that PyYAML loads as shared references and anything walking it expands
 # to 9 ** 9 (387 million) values: the issue's MemoryError and hang.
 BOMB = (
@@ -41,33 +37,6 @@ BOMB = (
     )
     + "]"
 )
-
-
-class HostileOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    error: str  # a builtin exception's name, or "sleep"
-    when: str = "validate"
-
-
-def _misbehave(options: HostileOptions) -> None:
-    if options.error == "sleep":
-        time.sleep(60)
-    raise getattr(builtins, options.error)("boom from a stage kind")
-
-
-class Hostile(StageKind):
-    """A user stage kind that fails the way its options say, when validated or built."""
-
-    produces = ("HOSTILE",)
-    Options = HostileOptions
-
-    def needed_tags(self, options: HostileOptions) -> tuple[str, ...]:
-        if options.when == "validate":
-            _misbehave(options)
-        return ()
-
-    def build_operator(self, ctx: StageContext):
-        _misbehave(ctx.options)
 
 
 def _demo(dag_id: str) -> str:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import builtins
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
 
 import pytest
 import yaml
-from pydantic import BaseModel, ConfigDict
 
 from dlflow_airflow.pipeline import loader
 from dlflow_airflow.pipeline.errors import Issue, PipelineError
@@ -24,42 +20,9 @@ from dlflow_airflow.pipeline.loader import (
     load_pipeline,
     scan,
 )
-from dlflow_airflow.stages.base import StageContext, StageKind
 from tests.dlflow_airflow.pipelines import base_pipeline
 
-KIND = f"{__name__}:Hostile"
-
-
-class HostileOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    error: str = "TypeError"  # a builtin exception's name, or "sleep"
-    when: Literal["validate", "build"] = "validate"
-
-
-def _misbehave(options: HostileOptions) -> None:
-    if options.error == "sleep":
-        time.sleep(60)
-    if options.error == "leave_open":  # as if DAG.__exit__ had been interrupted
-        from airflow.sdk import DAG
-
-        DAG(dag_id="left_open", schedule=None).__enter__()
-        raise RuntimeError("left a DAG open")
-    raise getattr(builtins, options.error)("boom from a stage kind")
-
-
-class Hostile(StageKind):
-    """A user stage kind that fails the way it is told, when validated or built."""
-
-    produces = ("HOSTILE",)
-    Options = HostileOptions
-
-    def needed_tags(self, options: HostileOptions) -> tuple[str, ...]:
-        if options.when == "validate":
-            _misbehave(options)
-        return ()
-
-    def build_operator(self, ctx: StageContext):
-        _misbehave(ctx.options)
+KIND = "tests.dlflow_airflow.user_stages:Hostile"
 
 
 def _write(folder: Path, name: str, dag_id: str = "t_pipeline", **hostile: str) -> Path:
