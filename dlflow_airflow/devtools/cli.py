@@ -145,6 +145,16 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert(args: argparse.Namespace) -> int:
+    from dlflow_airflow.devtools.convert.command import run
+
+    output = Path(args.output) if args.output else None
+    sql_dir = Path(args.sql_dir) if args.sql_dir else None
+    return run(
+        Path(args.config), output, sql_dir=sql_dir, workspace=args.workspace, dag_id=args.dag_id
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dlflow-airflow", description=__doc__)
     parser.add_argument(
@@ -180,6 +190,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dags", default="dags", help="the DAG folder (default ./dags)")
     p.add_argument("--port", type=int, default=8080, help="UI and API port (default 8080)")
     p.set_defaults(func=_serve)
+
+    p = sub.add_parser(
+        "convert", help="turn a DLFlow HOCON config (and its merge flow) into a pipeline YAML"
+    )
+    p.add_argument("config", metavar="DLFLOW.conf")
+    p.add_argument("-o", "--output", help="the pipeline YAML to write (default: standard output)")
+    p.add_argument(
+        "--sql-dir", help="where rewritten SQL files go (default: <output name>_sql beside it)"
+    )
+    p.add_argument("--workspace", help="the pipeline's workspace (default: from HDFS_WORKSPACE)")
+    p.add_argument("--dag-id", help="the DAG id (default: dlflow_<config file name>)")
+    p.set_defaults(func=_convert)
     return parser
 
 
