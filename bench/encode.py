@@ -10,7 +10,11 @@ path), array<double> of size 4 and map<string, double>. Figures printed:
 - encode, fmap reused: transform + write with an existing fmap;
 - encode, fit: fit the fmap + normalisers, transform, write;
 - DLFlow-style: every row mapped through Python one at a time (``rdd.map``),
-  on a sample (``--baseline-rows``, default 100k) because it is slow.
+  on a sample (``--baseline-rows``, default 100k) because it is slow;
+- drift, side by side: encode with a reused fmap with and without measuring
+  drift against the fit's profile, interleaved, ``--drift-repeat`` times
+  (default 3): medians, spread and their ratio (goal: drift adds at most 25%).
+  ``--drift-only`` times just that.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +83,44 @@ def timed(label: str, rows: int, action: Any, repeat: int = 1) -> float:
     return rate
 
 
+def side_by_side(contenders: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
+    """Run the contenders in turn, ``repeat`` rounds (interleaved, so a disturbance on a
+    shared machine hits all alike); print each one's median and spread; the medians."""
+    runs: dict[str, list[float]] = {label: [] for label in contenders}
+    for _ in range(repeat):
+        for label, action in contenders.items():
+            start = time.perf_counter()
+            action()
+            runs[label].append(time.perf_counter() - start)
+    medians = {}
+    for label, seconds in runs.items():
+        medians[label] = statistics.median(seconds)
+        spread = f"{min(seconds):.1f}-{max(seconds):.1f} s"
+        print(f"{label:<54} median {medians[label]:6.1f} s  (spread {spread}, {repeat} runs)")
+    return medians
+
+
+def drift_cost(spark: SparkSession, job: JobConfig, repeat: int) -> bool:
+    """Encode with a reused fmap with and without drift; whether drift adds at most 25%."""
+    with_drift, without = "encode, fmap reused, profile+drift", "encode, fmap reused, no drift"
+    results: dict[str, dict[str, Any]] = {}
+    medians = side_by_side(
+        {
+            with_drift: lambda: results.update({with_drift: encode.run(spark, job)}),
+            without: lambda: results.update({without: encode.run(spark, job, measure_drift=False)}),
+        },
+        repeat,
+    )
+    assert "report" in results[with_drift]["drift"], results[with_drift]["drift"]
+    ratio = medians[with_drift] / medians[without]
+    met = ratio <= 1.25
+    print(
+        f"profile + drift / no drift (medians): {ratio:5.2f}x; goal 'profile + drift add at "
+        f"most 25% to encode with a reused fmap': {'met' if met else 'NOT met'}"
+    )
+    return met
+
+
 def dlflow_style_row(row: Any, fmap: FeatureMap, stats: Normalizers) -> tuple:
     """The original's way: one Python call per row building the bucket vectors."""
     out: list[Any] = [row["uid"], row["label"]]
@@ -118,6 +162,12 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=1, help="time each run N times, keep the best"
     )
+    parser.add_argument(
+        "--drift-repeat", type=int, default=3, help="rounds of the drift side by side"
+    )
+    parser.add_argument(
+        "--drift-only", action="store_true", help="time only the drift side by side"
+    )
     args = parser.parse_args()
 
     spark = build_session(
@@ -158,6 +208,11 @@ def main() -> None:
         storage.commit(warm_staging, warm_uri)
         encode.run(spark, warm)
         encode.run(spark, warm)
+        if args.drift_only:
+            encode.run(spark, job)  # fits the fmap (and its profile) once
+            drift_cost(spark, job, args.drift_repeat)
+            spark.stop()
+            return
 
         plain = timed(
             "plain Spark read + write",
@@ -202,6 +257,8 @@ def main() -> None:
         print(f"fit+transform / plain          : {fit / plain:5.2f}x  (goal >= 0.4x)")
         print(f"fmap reused / DLFlow-style     : {reused / baseline:5.1f}x  (goal >= 20x)")
         print(f"fit+transform / DLFlow-style   : {fit / baseline:5.1f}x")
+        print()
+        drift_cost(spark, job, args.drift_repeat)
         if not math.isfinite(reused):
             sys.exit(1)
     spark.stop()

@@ -13,7 +13,10 @@ the FMAP partition's role decides the fmap (``fmap.json`` and
 - ``reuse`` (``model.date: latest``): the fmap of the newest blessed model,
   which predict will score with; it must exist and is never written.
 
-Fitting: :mod:`spark_jobs.encode_fit`; applying: :mod:`spark_jobs.encode_apply`.
+Fitting: :mod:`spark_jobs.encode_fit` (with the fit day's profile,
+:mod:`spark_jobs.fit_profile`); applying: :mod:`spark_jobs.encode_apply`. With a
+reused fmap, the day's drift against that profile (:mod:`spark_jobs.drift`) is
+logged, gated (``drift``) and written beside the encoded table (``_DRIFT.json``).
 Options: :class:`dlflow_airflow.contract.options.EncodeOptions`.
 """
 
@@ -26,6 +29,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from dlflow_airflow.contract import storage
 from dlflow_airflow.contract.artifacts import (
+    DRIFT_FILE,
     ENCODED_FEATURE,
     ENCODING_FILE,
     FMAP,
@@ -37,14 +41,17 @@ from dlflow_airflow.contract.artifacts import (
     encoding_record,
     stage_io,
 )
+from dlflow_airflow.contract.drift import Profile
 from dlflow_airflow.contract.fmap import FMAP_FILE, NORMALIZERS_FILE, FeatureMap, Normalizers
 from dlflow_airflow.contract.jobconf import JobConfig
 from dlflow_airflow.contract.layout import SUCCESS_MARKER
 from dlflow_airflow.contract.options import EncodeOptions
+from spark_jobs import drift
 from spark_jobs.columns import col, cols
 from spark_jobs.encode_apply import check_fmap, encode_frame
-from spark_jobs.encode_fit import fit_fmap
+from spark_jobs.encode_champion import encode_champion
 from spark_jobs.feature_types import EncodeError
+from spark_jobs.fit_profile import fit_profiled
 from spark_jobs.paths import Staging, require_complete
 from spark_jobs.read_errors import naming_bad_files
 from spark_jobs.session import run_job
@@ -112,13 +119,14 @@ def reuses_fmap(femodel: Partition, job: JobConfig) -> bool:
 
 def load_or_fit(
     raw: DataFrame, job: JobConfig, femodel: Partition, reuse: bool
-) -> tuple[FeatureMap, Normalizers]:
-    """The fmap and normaliser statistics to apply: loaded (and checked) or fitted."""
+) -> tuple[FeatureMap, Normalizers, Profile | None]:
+    """The fmap, normaliser statistics and profile to apply: loaded (and checked) or
+    fitted (the profile is None for an fmap fitted before profiles existed)."""
     if not reuse:
-        return fit_fmap(raw, job, femodel.date)
+        return fit_profiled(raw, job, femodel.date)
     fmap = FeatureMap.load(femodel.uri)
     check_fmap(fmap, raw, job.feature, f"{femodel.uri}/{FMAP_FILE}")
-    return fmap, Normalizers.load(femodel.uri, fmap)
+    return fmap, Normalizers.load(femodel.uri, fmap), Profile.load(femodel.uri)
 
 
 def write_tfrecord(encoded: DataFrame, folder: str, compression: str, rows: int) -> None:
@@ -130,20 +138,31 @@ def write_tfrecord(encoded: DataFrame, folder: str, compression: str, rows: int)
         )
 
 
-def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
+def run(spark: SparkSession, job: JobConfig, *, measure_drift: bool = True) -> dict[str, Any]:
+    """:param measure_drift: False only in ``bench/encode.py``, to time encode without it."""
     io = stage_io(job)
     reuse = reuses_fmap(io.get(FMAP), job)  # before any Spark work: a missing fmap fails fast
     raw_uri = io.get(RAW_FEATURE).uri
     with naming_bad_files({raw_uri: "encode input (raw features)"}):
-        return encode(spark, job, io, reuse)
+        return encode(spark, job, io, reuse, measure_drift)
 
 
-def encode(spark: SparkSession, job: JobConfig, io: StageIO, reuse: bool) -> dict[str, Any]:
-    """Fit or load the fmap, write the encoded table (and TFRecords); the job's result."""
+def encode(
+    spark: SparkSession, job: JobConfig, io: StageIO, reuse: bool, measure_drift: bool = True
+) -> dict[str, Any]:
+    """Fit or load the fmap, write the encoded table (and TFRecords); the job's result.
+
+    :raises DriftBreachError: drift beyond ``drift`` with ``on_breach: fail`` (nothing written).
+    """
     options: EncodeOptions = job.options
     femodel = io.get(FMAP)
     raw = read_raw(spark, job, io.get(RAW_FEATURE).uri)
-    fmap, normalizers = load_or_fit(raw, job, femodel, reuse)
+    fmap, normalizers, profile = load_or_fit(raw, job, femodel, reuse)
+    drifted = (
+        drift.measure(raw, job, femodel, fmap, profile)
+        if reuse and measure_drift
+        else drift.Drift(skipped="the fmap was fitted by this run" if not reuse else "not asked")
+    )
     output = io.get(ENCODED_FEATURE).uri
     tfrecord = io.get(TFRECORD_FEATURE).uri if io.has(TFRECORD_FEATURE) else None
     with Staging() as staging:
@@ -151,14 +170,19 @@ def encode(spark: SparkSession, job: JobConfig, io: StageIO, reuse: bool) -> dic
             folder = staging.folder(femodel.uri)
             fmap.save(folder)
             normalizers.save(folder)
+            if profile is not None:
+                profile.save(folder)
         folder = staging.folder(output)
         encode_frame(spark, raw, fmap, normalizers).write.parquet(folder)
         # Which fmap encoded it: the readers of this partition use that model (one per run).
         storage.write_text(f"{folder}/{ENCODING_FILE}", encoding_record(femodel, fmap.checksum))
+        if drifted.report is not None:
+            storage.write_text(f"{folder}/{DRIFT_FILE}", drifted.report.to_json())
         encoded = spark.read.parquet(folder)
         rows = encoded.count()
         if tfrecord is not None:
             write_tfrecord(encoded, staging.folder(tfrecord), options.tfrecord_compression, rows)
+        champion = encode_champion(spark, job, io, raw, staging)
         staging.commit()
     log.info("encoded %d rows into %s (fmap %s, reused=%s)", rows, output, femodel.uri, reuse)
     return {
@@ -169,6 +193,8 @@ def encode(spark: SparkSession, job: JobConfig, io: StageIO, reuse: bool) -> dic
         "fmap_reused": reuse,
         "fmap_checksum": fmap.checksum,
         "tfrecord": tfrecord,
+        "champion": champion,
+        "drift": drifted.result(f"{output}/{DRIFT_FILE}"),
     }
 
 

@@ -6,19 +6,29 @@ Every job module ends with::
         run_job("merge", run, argv)
 
 so argument parsing (into the job's own typed options), session defaults,
-the result line and session shutdown work the same in all of them.
+the result line and session shutdown work the same in all of them. A
+:class:`~dlflow_airflow.contract.jobconf.NoRetryError` (a drift gate breached
+with ``on_breach: fail``) prints ``ERROR <type>: <message>`` and exits with
+:data:`~dlflow_airflow.contract.jobconf.NO_RETRY_EXIT_CODE`, which the Spark
+operator turns into a task failure Airflow does not retry.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
 
-from dlflow_airflow.contract.jobconf import JobConfig, emit_result
+from dlflow_airflow.contract.jobconf import (
+    NO_RETRY_EXIT_CODE,
+    JobConfig,
+    NoRetryError,
+    emit_result,
+)
 from spark_jobs.read_errors import naming_bad_files
 
 # Defaults only: a key already set (spark-submit --conf, spark-defaults.conf)
@@ -70,6 +80,9 @@ def run_job(name: str, run: JobRun, argv: Sequence[str] | None = None) -> dict[s
         with naming_bad_files({}):  # jobs name their inputs; this names any other file
             result = run(spark, job)
         emit_result(result)
+    except NoRetryError as exc:
+        print(f"ERROR {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        sys.exit(NO_RETRY_EXIT_CODE)
     finally:
         spark.stop()
     return result

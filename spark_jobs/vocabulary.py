@@ -47,10 +47,14 @@ class Vocabulary:
     :param values: the kept values (or map keys), most frequent first.
     :param stats: map columns only: key -> ``min``/``max``/``mean``/``std`` of its
         values (booleans as 0/1, NaN and nulls left out), for every kept key.
+    :param counts: the rows holding each kept value (key), in the order of ``values``.
+    :param total: all non-null values (map entries) counted, kept or not.
     """
 
     values: list[str]
     stats: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    counts: list[int] = field(default_factory=list)
+    total: int = 0
 
 
 def _pairs(index: int, request: VocabRequest, data_type: T.DataType) -> Column:
@@ -123,5 +127,7 @@ def fit_vocabularies(
                 "it takes no position" if request.is_map else "it encodes as its null id",
             )
         stats = {key: key_stats[(i, key)] for key in vocab} if request.is_map else {}
-        vocabs[request.column] = Vocabulary(vocab, stats)
+        counts = [-negative for negative, _ in ranked[: len(vocab)]]
+        total = -sum(negative for negative, _ in ranked)
+        vocabs[request.column] = Vocabulary(vocab, stats, counts, total)
     return vocabs

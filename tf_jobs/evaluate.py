@@ -14,6 +14,13 @@ tfrecord``) and commits ``metrics.json`` plus PNG plots to
 bound gets ``BLESSED`` in its partition, one missing any loses it. The last
 line printed is the task's result: the metrics, ``output`` and ``blessed``.
 
+With ``max_drop_vs_blessed`` in the gate, the champion (the blessed model
+encode found, see :class:`~dlflow_airflow.contract.artifacts.ChampionRecord`)
+is scored too, on the run's rows encoded with its own fmap (the
+CHAMPION_FEATURE partition), and the new model may not be worse than it by
+more than the drop; metrics.json records both. With ``approval`` a model
+meeting every bound is not blessed here: it awaits a person's decision.
+
 Options: :class:`~dlflow_airflow.contract.options.EvaluateOptions` (``input``,
 ``gate``, ``gate_miss``, ``plots``, ``batch_size``, ``threads``, ``seed``).
 """
@@ -22,24 +29,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dlflow_airflow.contract import storage
 from dlflow_airflow.contract.artifacts import (
+    CHAMPION_FEATURE,
     EVALUATE_RESULT,
     FMAP,
     METRICS_FILE,
     TRAINED_MODEL,
+    ChampionRecord,
     stage_io,
 )
 from dlflow_airflow.contract.fmap import FeatureMap, FmapError
 from dlflow_airflow.contract.jobconf import JobConfig
+from dlflow_airflow.contract.model_resolution import record_blessing
 from tf_jobs import inputs, model_io, models, plots
-from tf_jobs.gate import GateMissedError, Miss, check_gate, record_blessing
+from tf_jobs.gate import Champion, GateMissedError, Miss, check_gate
 from tf_jobs.harness import committing, configure_tensorflow, run_job
 from tf_jobs.metrics import BinaryMetrics, RegressionMetrics
-from tf_jobs.stage_input import StageInput, open_stage_input
+from tf_jobs.stage_input import StageInput, open_input, open_stage_input
 
 Accumulator = BinaryMetrics | RegressionMetrics
 
@@ -51,6 +61,8 @@ class EvaluationPlan:
     :param model_uri: the model partition the contract names for the run.
     :param model_date: its date (also the date of the fmap it was trained with).
     :param output: the evaluate partition this run commits.
+    :param champion_rows: the CHAMPION_FEATURE partition, when the gate compares
+        the model with the champion.
     """
 
     job: JobConfig
@@ -60,6 +72,7 @@ class EvaluationPlan:
     task: str
     data: StageInput
     output: str
+    champion_rows: str | None = None
 
     @property
     def title(self) -> str:
@@ -71,11 +84,16 @@ def run(job: JobConfig) -> dict[str, Any]:
     plan = plan_evaluation(job)
     accumulator = score(plan)
     computed = accumulator.result()
-    # Plain {metric: {min, max}} mappings: what check_gate reads and metrics.json records.
+    print(f"evaluate {plan.title}: {_summary(computed)} -> {plan.output}", flush=True)
+    # Plain {metric: {min, max, ...}} mappings: what check_gate reads and metrics.json records.
     gate = {
         metric: bound.model_dump(exclude_none=True) for metric, bound in job.options.gate.items()
     }
-    misses = check_gate(computed, gate)
+    champion, no_champion = score_champion(plan) if plan.champion_rows else (None, None)
+    misses = check_gate(computed, gate, champion)
+    # Human approval (gate: {approval: true}): a model meeting every bound waits for a person.
+    awaiting = not misses and bool(getattr(job.options, "approval", False))
+    blessed = not misses and not awaiting
     metrics = {
         **computed,
         "task": plan.task,
@@ -83,20 +101,21 @@ def run(job: JobConfig) -> dict[str, Any]:
         "model_tag": job.model.tag,
         "model_date": plan.model_date,
         "feature_tag": job.feature.tag,
-        "gate": {"bounds": gate, "missed": [m.describe() for m in misses], "blessed": not misses},
+        "gate": gate_verdict(gate, misses, awaiting),
     }
+    if plan.champion_rows:
+        metrics.update(champion_section(champion, no_champion))
     if isinstance(accumulator, BinaryMetrics):
         metrics["calibration_table"] = accumulator.calibration_table()
     commit_metrics(plan, accumulator, metrics)
-    record_blessing(
-        plan.model_uri,
-        not misses,
-        {"evaluated_on": job.date, "metrics": plan.output, "gate": gate},
-    )
-    print(f"evaluate {plan.title}: {_summary(computed)} -> {plan.output}", flush=True)
-    apply_gate(plan, gate, misses)
+    evidence = {"evaluated_on": job.date, "metrics": plan.output, "gate": gate}
+    if champion is not None:
+        evidence["champion"] = champion.model
+    record_blessing(plan.model_uri, blessed, evidence)
+    apply_gate(plan, gate, misses, awaiting=awaiting)
     result = {k: v for k, v in metrics.items() if k not in ("calibration_table", "gate")}
-    return {**result, "output": plan.output, "blessed": not misses}
+    result = {**result, "output": plan.output, "blessed": blessed}
+    return {**result, "awaiting_approval": True} if awaiting else result
 
 
 def plan_evaluation(job: JobConfig) -> EvaluationPlan:
@@ -113,6 +132,7 @@ def plan_evaluation(job: JobConfig) -> EvaluationPlan:
     manifest = check_manifest(model.uri, fmap)
     task = manifest.get("task") or models.get_model(job.model.name).task
     data = open_stage_input(io, job.options.input, fmap, label, task=task, purpose="evaluate")
+    compares = job.options.compares_champion
     return EvaluationPlan(
         job=job,
         model_uri=model.uri,
@@ -121,7 +141,52 @@ def plan_evaluation(job: JobConfig) -> EvaluationPlan:
         task=task,
         data=data,
         output=io.get(EVALUATE_RESULT).uri,
+        champion_rows=io.get(CHAMPION_FEATURE).uri if compares else None,
     )
+
+
+def score_champion(plan: EvaluationPlan) -> tuple[Champion | None, str | None]:
+    """The champion scored on the run's rows encoded with its own fmap, or why there is none.
+
+    :raises ContractError: encode did not record a champion for the run.
+    :raises FmapError: the champion was trained with another fmap than its date's.
+    """
+    assert plan.champion_rows is not None
+    record = ChampionRecord.read(plan.champion_rows)
+    if record.model_date is None or record.model is None or record.fmap is None:
+        reason = record.reason or "encode recorded no champion"
+        print(f"gate: no champion to compare with ({reason})", flush=True)
+        return None, reason
+    fmap = FeatureMap.load(record.fmap)
+    task = check_manifest(record.model, fmap).get("task") or plan.task
+    if task != plan.task:
+        reason = f"the champion {record.model} is a {task} model, this one a {plan.task} model"
+        print(f"gate: no champion to compare with ({reason})", flush=True)
+        return None, reason
+    label = plan.data.label
+    data = open_input(plan.champion_rows, "parquet", fmap, label, task=task, purpose="score")
+    rival = replace(
+        plan, model_uri=record.model, model_date=record.model_date, fmap=fmap, data=data
+    )
+    metrics = score(rival).result()
+    print(f"champion {rival.title}: {_summary(metrics)}", flush=True)
+    return Champion(record.model_date, record.model, metrics), None
+
+
+def gate_verdict(gate: dict[str, Any], misses: list[Miss], awaiting: bool) -> dict[str, Any]:
+    """metrics.json's ``gate`` entry: the bounds, the misses, and whether the model is blessed."""
+    verdict = {"bounds": gate, "missed": [m.describe() for m in misses], "blessed": False}
+    if awaiting:
+        return {**verdict, "awaiting_approval": True}
+    return {**verdict, "blessed": not misses}
+
+
+def champion_section(champion: Champion | None, reason: str | None) -> dict[str, Any]:
+    """metrics.json's ``champion`` entry: whom the model was compared with, or why nobody."""
+    if champion is None:
+        return {"champion": None, "champion_reason": reason}
+    entry = {"model_date": champion.model_date, "model": champion.model}
+    return {"champion": {**entry, "metrics": dict(champion.metrics)}}
 
 
 def score(plan: EvaluationPlan) -> Accumulator:
@@ -150,13 +215,20 @@ def commit_metrics(plan: EvaluationPlan, accumulator: Accumulator, metrics: dict
         storage.write_text(f"{staging}/{METRICS_FILE}", json.dumps(metrics, indent=1))
 
 
-def apply_gate(plan: EvaluationPlan, gate: dict[str, Any], misses: list[Miss]) -> None:
+def apply_gate(
+    plan: EvaluationPlan, gate: dict[str, Any], misses: list[Miss], *, awaiting: bool = False
+) -> None:
     """Report the gate's outcome; a miss fails the task with ``gate_miss: fail``.
 
+    :param awaiting: every bound is met, but a person approves the blessing.
     :raises GateMissedError: a bound was missed and ``gate_miss`` is ``fail``.
     """
     if not misses:
-        print(f"gate: model {plan.model_uri} is blessed ({len(gate)} bound(s) met)", flush=True)
+        met = f"{len(gate)} bound(s) met"
+        if awaiting:
+            print(f"gate: model {plan.model_uri} awaits approval ({met})", flush=True)
+        else:
+            print(f"gate: model {plan.model_uri} is blessed ({met})", flush=True)
         return
     missed = "; ".join(m.describe() for m in misses)
     print(f"gate: model {plan.model_uri} is NOT blessed; missed: {missed}", flush=True)

@@ -1,20 +1,26 @@
 """The quality gate: metric bounds a model must meet to be blessed.
 
-``evaluate: {gate: {auc: {min: 0.7}, log_loss: {max: 0.5}}}``. A model that
-meets every bound gets a ``BLESSED`` marker in its partition (see
-:mod:`dlflow_airflow.contract.model_resolution`); one that misses any loses it, and
-predict with ``model.date: latest`` passes it over.
+``evaluate: {gate: {auc: {min: 0.7, max_drop_vs_blessed: 0.005}, log_loss: {max: 0.5}}}``.
+A model that meets every bound gets a ``BLESSED`` marker in its partition
+(:func:`dlflow_airflow.contract.model_resolution.record_blessing`); one that
+misses any loses it, and predict with ``model.date: latest`` passes it over.
+
+``max_drop_vs_blessed`` compares the new model (the challenger) with the
+champion, the blessed model of the same tag scored on the same rows: the
+challenger misses when it is worse than the champion by more than the drop,
+worse meaning lower or higher as :data:`~dlflow_airflow.contract.options.METRIC_DIRECTION`
+says. Without a champion (the tag's first model) only ``min``/``max`` apply.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dlflow_airflow.contract import storage
-from dlflow_airflow.contract.model_resolution import blessed_marker
+from dlflow_airflow.contract.options import METRIC_DIRECTION
+
+DROP = "max_drop_vs_blessed"
 
 
 class GateMissedError(RuntimeError):
@@ -22,15 +28,46 @@ class GateMissedError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Champion:
+    """The blessed model the new one is compared with, and its metrics on the same rows.
+
+    :param model_date: the champion's model date.
+    :param model: its model partition.
+    """
+
+    model_date: str
+    model: str
+    metrics: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Miss:
+    """One bound the model missed.
+
+    :param bound: ``min``, ``max`` or ``max_drop_vs_blessed``.
+    :param limit: the bound's value (for a drop: the drop allowed).
+    :param champion: the champion's value and date, for a drop.
+    """
+
     metric: str
     value: float | None
-    bound: str  # "min" or "max"
+    bound: str
     limit: float
+    champion: float | None = None
+    champion_date: str | None = None
 
     def describe(self) -> str:
         if self.value is None:
             return f"{self.metric} was not computed (needs {self.bound} {self.limit:g})"
+        if self.bound == DROP:
+            assert self.champion is not None
+            higher = METRIC_DIRECTION[self.metric] == "higher"
+            sign, op = ("<", "-") if higher else (">", "+")
+            return (
+                f"{self.metric} {self.value:.4f} {sign} champion's {self.champion:.4f} {op} "
+                f"{DROP} {self.limit:g} (champion model of {self.champion_date}; "
+                f"{'down' if higher else 'up'} by {abs(self.value - self.champion):.4f})"
+            )
         sign = "<" if self.bound == "min" else ">"
         return (
             f"{self.metric} {self.value:.4f} {sign} {self.bound} {self.limit:g} "
@@ -38,8 +75,16 @@ class Miss:
         )
 
 
-def check_gate(metrics: Mapping[str, Any], gate: Mapping[str, Mapping[str, Any]]) -> list[Miss]:
-    """Every bound the metrics miss; a metric the job did not compute is a miss too."""
+def check_gate(
+    metrics: Mapping[str, Any],
+    gate: Mapping[str, Mapping[str, Any]],
+    champion: Champion | None = None,
+) -> list[Miss]:
+    """Every bound the metrics miss; a metric the job did not compute is a miss too.
+
+    :param champion: the blessed model to compare with for ``max_drop_vs_blessed``;
+        None: no champion, those bounds are not applied.
+    """
     misses: list[Miss] = []
     for metric, bounds in sorted(gate.items()):
         value = metrics.get(metric)
@@ -51,14 +96,25 @@ def check_gate(metrics: Mapping[str, Any], gate: Mapping[str, Mapping[str, Any]]
                 misses.append(Miss(metric, None, bound, float(limit)))
             elif (bound == "min" and value < limit) or (bound == "max" and value > limit):
                 misses.append(Miss(metric, float(value), bound, float(limit)))
+        drop = bounds.get(DROP)
+        if drop is not None and champion is not None:
+            miss = drop_miss(metric, value, float(drop), champion)
+            if miss is not None:
+                misses.append(miss)
     return misses
 
 
-def record_blessing(model_uri: str, blessed: bool, evidence: Mapping[str, Any]) -> None:
-    """Write (or remove) the model partition's ``BLESSED`` marker."""
-    marker = blessed_marker(model_uri)
-    if blessed:
-        storage.write_text(marker, json.dumps(dict(evidence), indent=1, sort_keys=True))
-    elif storage.exists(marker):
-        filesystem, path = storage.resolve(marker)
-        filesystem.delete_file(path)
+def drop_miss(metric: str, value: float | None, drop: float, champion: Champion) -> Miss | None:
+    """The miss of a challenger worse than the champion by more than ``drop``, else None.
+
+    A metric the champion has no value for cannot be compared: no miss.
+    """
+    best = champion.metrics.get(metric)
+    if best is None:
+        return None
+    if value is None:
+        return Miss(metric, None, DROP, drop, float(best), champion.model_date)
+    higher = METRIC_DIRECTION[metric] == "higher"
+    if (value >= best - drop) if higher else (value <= best + drop):
+        return None
+    return Miss(metric, float(value), DROP, drop, float(best), champion.model_date)

@@ -15,11 +15,10 @@ import tempfile
 from typing import Any
 
 from dlflow_airflow.contract import storage
-from dlflow_airflow.contract.model_resolution import ModelNotFoundError
+from dlflow_airflow.contract.model_resolution import MANIFEST_FILE, ModelNotFoundError
 
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
-MANIFEST_FILE = "manifest.json"
 
 __all__ = [
     "HISTORY_FILE",

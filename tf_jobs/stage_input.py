@@ -81,12 +81,20 @@ def open_stage_input(
     :param purpose: completes "has no rows to ..." in the empty-input error.
     :raises EncodedDataError: missing, incomplete, empty, or (binary task) labels not 0/1.
     """
+    uri = io.get(TFRECORD_FEATURE if kind == "tfrecord" else ENCODED_FEATURE).uri
+    return open_input(uri, kind, fmap, label, task=task, purpose=purpose)
+
+
+def open_input(
+    uri: str, kind: str, fmap: FeatureMap, label: str, *, task: str, purpose: str
+) -> StageInput:
+    """Open one input partition (see :func:`open_stage_input`), e.g. the champion's rows."""
     source: EncodedSource | TfRecordSource
     if kind == "tfrecord":
-        source = tfrecord_input.open_tfrecord(io.get(TFRECORD_FEATURE).uri)
+        source = tfrecord_input.open_tfrecord(uri)
         summary = tfrecord_input.scan_labels(source, label)
     else:
-        source = inputs.open_encoded(io.get(ENCODED_FEATURE).uri, fmap, label)
+        source = inputs.open_encoded(uri, fmap, label)
         summary = inputs.scan_labels(source, label)
     if not summary.rows:
         raise EncodedDataError(f"encoded partition {source.uri} has no rows to {purpose}")

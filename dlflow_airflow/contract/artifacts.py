@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -47,6 +47,7 @@ EVALUATE_RESULT = "EVALUATE_RESULT"
 PREDICT_RESULT = "PREDICT_RESULT"
 DEMO_UPSTREAM = "DEMO_UPSTREAM"
 UPSTREAM_READY = "UPSTREAM_READY"
+CHAMPION_FEATURE = "CHAMPION_FEATURE"
 
 DEMO_TABLES = ("seed", "user_profile", "user_behaviour")
 """The upstream tables the demo_data job writes under ``<ws>/upstream/<table>/dt=<date>``."""
@@ -57,6 +58,11 @@ METRICS_FILE = "metrics.json"
 
 ENCODING_FILE = "_ENCODING.json"
 """Written by encode into the encoded partition: which fmap (model date) encoded it."""
+
+DRIFT_FILE = "_DRIFT.json"
+"""Written by encode into the encoded partition when it reuses a profiled fmap: the
+drift report (:mod:`dlflow_airflow.contract.drift`); the leading ``_`` keeps Spark
+and pyarrow from reading it as data."""
 
 
 class ContractError(ValueError):
@@ -96,6 +102,8 @@ ARTIFACTS: dict[str, Artifact] = {
     TRAINED_MODEL: Artifact("model", "model", model_dated=True),
     EVALUATE_RESULT: Artifact("evaluate", "model"),
     PREDICT_RESULT: Artifact("predict", "model", tabular=True),
+    # The run's rows encoded with the champion's fmap (or only a record: no champion).
+    CHAMPION_FEATURE: Artifact("champion", "model"),
 }
 """Built-in tags with a partitioned artifact; other tags (user kinds', DEMO_UPSTREAM) have none."""
 
@@ -122,14 +130,21 @@ def job_tags(job: str, options: Any = None) -> JobTags:
     """A built-in job's needs and produces for its options.
 
     ``encode`` with ``tfrecord: true`` also produces TFRECORD_FEATURE; a TF job
-    with ``input: tfrecord`` also needs it.
+    with ``input: tfrecord`` also needs it. ``encode`` with ``champion: true``
+    produces CHAMPION_FEATURE, which evaluate needs when its gate compares the
+    new model with the blessed one (``max_drop_vs_blessed``).
     """
     tags = JOBS[job]
+    needs, produces = list(tags.needs), list(tags.produces)
     if job == "encode" and getattr(options, "tfrecord", False):
-        return JobTags(tags.needs, (*tags.produces, TFRECORD_FEATURE))
+        produces.append(TFRECORD_FEATURE)
+    if job == "encode" and getattr(options, "champion", False):
+        produces.append(CHAMPION_FEATURE)
     if job in ("train", "evaluate") and getattr(options, "input", None) == "tfrecord":
-        return JobTags((*tags.needs, TFRECORD_FEATURE), tags.produces)
-    return tags
+        needs.append(TFRECORD_FEATURE)
+    if job == "evaluate" and getattr(options, "compares_champion", False):
+        needs.append(CHAMPION_FEATURE)
+    return JobTags(tuple(needs), tuple(produces))
 
 
 # ------------------------------------------------------------------ roles (parse time)
@@ -304,6 +319,47 @@ def encoding_record(fmap: Partition, checksum: str) -> str:
     return json.dumps({"model_date": fmap.date, "fmap": fmap.uri, "fmap_checksum": checksum})
 
 
+@dataclass(frozen=True)
+class ChampionRecord:
+    """The :data:`ENCODING_FILE` of a CHAMPION_FEATURE partition: whom encode found.
+
+    The champion is the blessed model the run's new model (the challenger) is
+    compared with; encode encodes the run's rows with the champion's own fmap
+    beside the record. Without one (the first model of a tag, or its fmap is
+    unusable) the partition holds only the record and ``reason`` says why.
+
+    :param model_date: the champion's model date (also its fmap's); None: no champion.
+    :param model: the champion's model partition.
+    :param fmap: the femodel partition that encoded the champion's rows.
+    """
+
+    model_date: str | None
+    model: str | None = None
+    fmap: str | None = None
+    fmap_checksum: str | None = None
+    reason: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def read(cls, partition_uri: str) -> ChampionRecord:
+        """The record of a committed champion partition.
+
+        :raises ContractError: the partition is incomplete or has no record.
+        """
+        from dlflow_airflow.contract import storage
+
+        record = f"{partition_uri}/{ENCODING_FILE}"
+        if not storage.is_complete(partition_uri) or not storage.exists(record):
+            raise ContractError(
+                f"no champion record at {record}: run encode for this date again "
+                "(the pipeline sets its option champion: true)"
+            )
+        doc = json.loads(storage.read_text(record))
+        return cls(**{key: doc.get(key) for key in cls.__dataclass_fields__})
+
+
 def stage_io(config: JobConfig) -> StageIO:
     """The partitions the stage of ``config`` reads, writes and reuses for its run.
 
@@ -344,7 +400,20 @@ def stage_io(config: JobConfig) -> StageIO:
     known, extra = True, ()
     if stage.job == "merge":
         known, extra = _merge_inputs(config)
+    if CHAMPION_FEATURE in stage.produces and model_day is not None:
+        extra = _champion_inputs(config, model_day)
     return StageIO(tuple(partitions), known, extra)
+
+
+def _champion_inputs(config: JobConfig, model_day: str) -> tuple[str, ...]:
+    """The champion's model and fmap partitions: inputs of the encode that writes its
+    rows, so a newly blessed champion makes that encode run again (no stale rows)."""
+    from dlflow_airflow.contract.model_resolution import resolve_champion
+
+    found = resolve_champion(config.layout, config.model.tag, config.date, exclude=model_day)
+    if found is None:
+        return ()
+    return (found.uri, config.layout.femodel(config.feature.tag, found.date))
 
 
 def _merge_inputs(config: JobConfig) -> tuple[bool, tuple[str, ...]]:
@@ -424,5 +493,76 @@ def gate_block(config: JobConfig, io: StageIO) -> str | None:
     if not storage.is_complete(verdict) or not storage.exists(record):
         return f"model {model} is not blessed and was not judged: no {record}"
     gate = json.loads(storage.read_text(record)).get("gate") or {}
+    approval = approval_state(model, verdict, gate)
+    if approval is not None and approval.state == "awaiting":
+        return (
+            f"model {model} met the gate and is awaiting approval: a human approves it in "
+            "Airflow (the evaluate stage's approval task, Required actions)"
+        )
+    if approval is not None and approval.state == "rejected":
+        return f"model {model} met the gate but was {approval.describe()}; see {record}"
     missed = "; ".join(gate.get("missed") or []) or "no miss recorded"
     return f"model {model} missed the gate ({missed}); see {record}"
+
+
+@dataclass(frozen=True)
+class ApprovalState:
+    """A human's say on a model whose evaluate verdict asked for one (``approval: true``).
+
+    :param state: ``awaiting`` (no decision on this verdict yet), ``approved`` or ``rejected``.
+    :param by: the Airflow user who decided; empty when the request timed out.
+    :param at: when (ISO 8601).
+    """
+
+    state: Literal["awaiting", "approved", "rejected"]
+    by: str = ""
+    at: str = ""
+
+    def describe(self) -> str:
+        if self.state == "awaiting":
+            return "awaiting approval"
+        return f"{self.state} by {self.by}" if self.by else f"{self.state} (no answer in time)"
+
+
+def approval_of(io: StageIO) -> ApprovalState | None:
+    """Where the human approval of the model a stage reads or judges stands (None: none asked)."""
+    if not io.has(TRAINED_MODEL) or not io.has(EVALUATE_RESULT):
+        return None
+    from dlflow_airflow.contract import storage
+
+    verdict = io.get(EVALUATE_RESULT).uri
+    record = f"{verdict}/{METRICS_FILE}"
+    if not storage.is_complete(verdict) or not storage.exists(record):
+        return None
+    gate = json.loads(storage.read_text(record)).get("gate") or {}
+    return approval_state(io.get(TRAINED_MODEL).uri, verdict, gate)
+
+
+def verdict_stamp(verdict_uri: str) -> Any:
+    """The commit stamp of an evaluate partition: a decision holds for this commit only."""
+    from dlflow_airflow.contract import storage
+    from dlflow_airflow.contract.layout import SUCCESS_MARKER
+
+    return storage.modified(f"{verdict_uri}/{SUCCESS_MARKER}")
+
+
+def approval_state(model_uri: str, verdict_uri: str, gate: dict[str, Any]) -> ApprovalState | None:
+    """Where the human approval of ``model_uri`` stands, from metrics.json's ``gate`` section.
+
+    None when the verdict asked for no approval (the model missed a bound, or
+    the stage has no ``approval``). A decision recorded in the model's
+    manifest counts only for the evaluate commit it answered: a model judged
+    again awaits a new one.
+    """
+    if not gate.get("awaiting_approval") or gate.get("missed"):
+        return None
+    from dlflow_airflow.contract.model_resolution import read_decision
+
+    decision = read_decision(model_uri) or {}
+    answered = decision.get("evaluate") == verdict_uri and decision.get(
+        "verdict_stamp"
+    ) == verdict_stamp(verdict_uri)
+    if not answered or decision.get("decision") not in ("approved", "rejected"):
+        return ApprovalState("awaiting")
+    by = (decision.get("by") or {}).get("name") or ""
+    return ApprovalState(decision["decision"], by, str(decision.get("at") or ""))

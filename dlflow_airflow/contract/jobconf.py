@@ -31,6 +31,14 @@ RESULT_PREFIX = "DLFLOW_RESULT "
 _BUCKETS = TypeAdapter(Buckets)
 # Where a container job also writes its result, for the provider's XCom mechanism.
 RESULT_FILE_ENV = "DLFLOW_RESULT_FILE"
+NO_RETRY_EXIT_CODE = 3
+"""A Spark job's exit code for a :class:`NoRetryError`: the operator fails the task for good."""
+
+
+class NoRetryError(RuntimeError):
+    """A job failure the same inputs always reproduce (e.g. a drift gate breached with
+    ``on_breach: fail``): the job exits with :data:`NO_RETRY_EXIT_CODE` and Airflow
+    does not retry it."""
 
 
 class UserOptions(BaseModel):

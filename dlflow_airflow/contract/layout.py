@@ -8,6 +8,7 @@
 <ws>/model/TAG=<model_tag>/dt=<model_date>/       saved model + training history
 <ws>/evaluate/TAG=<model_tag>/dt=.../             metrics.json
 <ws>/predict/TAG=<model_tag>/dt=.../              predictions (Parquet)
+<ws>/champion/TAG=<model_tag>/dt=.../             the rows encoded for the blessed model
 ```
 A partition is complete only when it holds a ``_SUCCESS`` marker.
 """
@@ -21,7 +22,16 @@ from datetime import date as _date
 SUCCESS_MARKER = "_SUCCESS"
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
-ARTIFACTS = ("raw", "encoded", "tfrecord", "femodel", "model", "evaluate", "predict")
+ARTIFACTS = (
+    "raw",
+    "encoded",
+    "tfrecord",
+    "femodel",
+    "model",
+    "evaluate",
+    "predict",
+    "champion",
+)
 
 
 class PartitionDateError(ValueError):
@@ -88,6 +98,9 @@ class Layout:
 
     def predict(self, model_tag: str, date: str) -> str:
         return self.partition("predict", model_tag, date)
+
+    def champion(self, model_tag: str, date: str) -> str:
+        return self.partition("champion", model_tag, date)
 
     def upstream(self, table: str, date: str) -> str:
         """The demo's upstream tables (``demo_data`` writes them, merge reads them)."""

@@ -12,18 +12,25 @@ Spark predict and the CLI share one rule::
 
 A model partition counts only when complete (``_SUCCESS``). The evaluate
 stage's quality gate writes a ``BLESSED`` marker into the model partition
-when the model passes (and removes it when it does not); with
-``blessed_only`` an unblessed model is never chosen.
+when the model passes (and removes it when it does not): :func:`record_blessing`,
+called by evaluate and by whoever approves a model by hand; with
+``blessed_only`` an unblessed model is never chosen. :func:`resolve_champion`
+names the blessed model a new one is compared with.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from dlflow_airflow.contract import storage
 from dlflow_airflow.contract.layout import Layout, check_date
 
 BLESSED_MARKER = "BLESSED"
+MANIFEST_FILE = "manifest.json"
+"""Written by train beside the model: what it knew (fmap checksum, params, task...)."""
 
 
 class ModelNotFoundError(FileNotFoundError):
@@ -54,6 +61,38 @@ def blessed_marker(model_uri: str) -> str:
 
 def is_blessed(model_uri: str) -> bool:
     return storage.exists(blessed_marker(model_uri))
+
+
+def record_blessing(model_uri: str, blessed: bool, evidence: Mapping[str, Any]) -> None:
+    """Write the model partition's ``BLESSED`` marker (holding ``evidence``), or remove it."""
+    marker = blessed_marker(model_uri)
+    if blessed:
+        storage.write_text(marker, json.dumps(dict(evidence), indent=1, sort_keys=True))
+    elif storage.exists(marker):
+        filesystem, path = storage.resolve(marker)
+        filesystem.delete_file(path)
+
+
+def record_decision(model_uri: str, decision: Mapping[str, Any]) -> None:
+    """Put a human decision on the model (e.g. who approved it, when) into its manifest,
+    as its ``approval`` entry (replacing an earlier one).
+
+    :raises ModelNotFoundError: the model partition has no manifest.
+    """
+    uri = f"{model_uri}/{MANIFEST_FILE}"
+    if not storage.exists(uri):
+        raise ModelNotFoundError(f"model {model_uri} has no {MANIFEST_FILE}: no decision recorded")
+    manifest = json.loads(storage.read_text(uri))
+    manifest["approval"] = dict(decision)
+    storage.write_text(uri, json.dumps(manifest, indent=1))
+
+
+def read_decision(model_uri: str) -> dict[str, Any] | None:
+    """The human decision recorded on the model (its manifest's ``approval`` entry), or None."""
+    uri = f"{model_uri}/{MANIFEST_FILE}"
+    if not storage.exists(uri):
+        return None
+    return json.loads(storage.read_text(uri)).get("approval")
 
 
 def resolve_model_partition(
@@ -102,3 +141,18 @@ def _latest(layout: Layout, model_tag: str, run_date: str, blessed_only: bool) -
     kind = "blessed model" if blessed_only else "complete model"
     hint = f"; complete but not blessed: {', '.join(skipped)}" if skipped else ""
     raise ModelNotFoundError(f"no {kind} under {root} dated on or before {run_date}{hint}")
+
+
+def resolve_champion(
+    layout: Layout, model_tag: str, run_date: str, exclude: str
+) -> ResolvedModel | None:
+    """The champion a new model is compared with: the newest complete blessed model of
+    ``model_tag`` dated on or before ``run_date``, other than ``exclude`` (the new
+    model's own date); None when there is none (the tag's first model).
+    """
+    root = layout.root("model", model_tag)
+    for model_date in storage.complete_dates(root, run_date):
+        uri = layout.model(model_tag, model_date)
+        if model_date != exclude and is_blessed(uri):
+            return ResolvedModel(date=model_date, uri=uri, blessed=True)
+    return None

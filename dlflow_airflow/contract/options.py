@@ -201,10 +201,35 @@ def _dependency_templates(dependencies: dict[str, Dependency]) -> tuple[PathTemp
     )
 
 
+class DriftGate(StrictModel):
+    """Bounds on the drift encode measures when it reuses an fmap (none set: no gate;
+    drift is measured and reported all the same). See :mod:`dlflow_airflow.contract.drift`.
+
+    :param psi_max: the largest population stability index of any feature.
+    :param null_rate_increase_max: the largest rise of a feature's null rate since the fit.
+    :param unseen_rate_max: the largest share of a string's values (a map's keys)
+        outside its vocabulary.
+    :param on_breach: ``warn`` (log, commit, list the breaches in the result) or
+        ``fail`` (commit nothing; the task fails without retries).
+    """
+
+    psi_max: float | None = Field(default=None, ge=0)
+    null_rate_increase_max: float | None = Field(default=None, ge=0)
+    unseen_rate_max: float | None = Field(default=None, ge=0)
+    on_breach: Literal["warn", "fail"] = "warn"
+
+
 class EncodeOptions(StrictModel):
+    """:param drift: the drift gate (:class:`DriftGate`)."""
+
     tfrecord: bool = False
     tfrecord_compression: Literal["none", "gzip"] = "none"
     refit: bool = False
+    # Normally set for you: the pipeline turns it on when its evaluate compares
+    # the new model with the blessed one (``max_drop_vs_blessed``), which needs
+    # the day's rows encoded with that champion's own fmap as well.
+    champion: bool = False
+    drift: DriftGate = DriftGate()
 
 
 TF_METRICS = (
@@ -221,6 +246,21 @@ TF_METRICS = (
     "rows",
 )
 """Metrics the evaluate job computes (the first six for classifiers, then regressors)."""
+
+METRIC_DIRECTION: dict[str, Literal["higher", "lower"]] = {
+    "auc": "higher",
+    "pr_auc": "higher",
+    "accuracy": "higher",
+    "r2": "higher",
+    "log_loss": "lower",
+    "mse": "lower",
+    "mae": "lower",
+}
+"""Which way is better, for the metrics a challenger is compared on with the champion.
+
+The others (calibration, positive_rate, mean_score, rows) are good near a
+target, not higher or lower, so ``max_drop_vs_blessed`` is refused on them.
+"""
 
 
 class Resources(StrictModel):
@@ -361,24 +401,36 @@ class TrainOptions(TfJobOptions):
 
 
 class GateBound(StrictModel):
-    """Bounds one metric must meet for the model to be blessed."""
+    """Bounds one metric must meet for the model to be blessed.
+
+    :param max_drop_vs_blessed: how much worse than the champion (the blessed
+        model of the same tag, scored on the same rows) the new model may be,
+        in the metric's own units; which way is worse: :data:`METRIC_DIRECTION`.
+    """
 
     min: float | None = None
     max: float | None = None
+    max_drop_vs_blessed: float | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
     def _some_bound(self) -> GateBound:
-        if self.min is None and self.max is None:
-            raise ValueError("a gate bound needs min, max or both")
+        if self.min is None and self.max is None and self.max_drop_vs_blessed is None:
+            raise ValueError("a gate bound needs min, max or max_drop_vs_blessed")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min} is above max {self.max}")
         return self
 
 
 class EvaluateOptions(TfJobOptions):
-    """:param gate: ``{metric: {min: x, max: y}}``; a model that meets all is blessed.
+    """:param gate: ``{metric: {min: x, max: y, max_drop_vs_blessed: d}}``; a model
+        that meets all is blessed.
 
     :param gate_miss: ``warn`` (the task succeeds, the model is not blessed) or ``fail``.
+    :param approval: a model meeting every bound waits for a human's Approve in Airflow
+        (the ``<stage>_approval`` task) before it is blessed; also written
+        ``gate: {approval: true}``.
+    :param approval_timeout_hours: with ``approval``, a request nobody answers in this
+        many hours counts as rejected; unset, it waits for ever.
     :param plots: write ROC / PR / calibration PNGs (or residual plots) beside metrics.json.
     :param batch_size: rows per scoring step.
     """
@@ -386,8 +438,30 @@ class EvaluateOptions(TfJobOptions):
     shuffle: bool = False
     gate: dict[str, GateBound] = {}
     gate_miss: Literal["warn", "fail"] = "warn"
+    approval: bool = False
+    approval_timeout_hours: float | None = Field(default=None, gt=0)
     plots: bool = True
     batch_size: int = Field(default=8192, ge=1, le=1_000_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _approval_in_gate(cls, data: Any) -> Any:
+        """``gate: {approval: true}`` is ``approval: true``; ``gate`` keeps only metric bounds."""
+        if not isinstance(data, dict) or not isinstance(data.get("gate"), dict):
+            return data
+        if "approval" not in data["gate"]:
+            return data
+        gate = dict(data["gate"])
+        approval = gate.pop("approval")
+        if "approval" in data and data["approval"] != approval:
+            raise ValueError("approval is given twice (in gate and beside it) with two values")
+        return {**data, "gate": gate, "approval": approval}
+
+    @model_validator(mode="after")
+    def _timeout_needs_approval(self) -> EvaluateOptions:
+        if self.approval_timeout_hours is not None and not self.approval:
+            raise ValueError("approval_timeout_hours is only read with approval: true")
+        return self
 
     @field_validator("gate")
     @classmethod
@@ -397,7 +471,24 @@ class EvaluateOptions(TfJobOptions):
             raise ValueError(
                 f"unknown gate metric {unknown}; known metrics: {', '.join(TF_METRICS)}"
             )
+        aimless = sorted(
+            metric
+            for metric, bound in value.items()
+            if bound.max_drop_vs_blessed is not None and metric not in METRIC_DIRECTION
+        )
+        if aimless:
+            raise ValueError(
+                f"{', '.join(f'{m}.max_drop_vs_blessed' for m in aimless)}: "
+                "not better higher or lower (good near a target), so a drop from the "
+                f"champion means nothing; max_drop_vs_blessed applies to "
+                f"{', '.join(METRIC_DIRECTION)}"
+            )
         return value
+
+    @property
+    def compares_champion(self) -> bool:
+        """Whether the gate compares the new model with the blessed one (the champion)."""
+        return any(bound.max_drop_vs_blessed is not None for bound in self.gate.values())
 
 
 class PredictOptions(StrictModel):

@@ -11,7 +11,13 @@ import json
 from dataclasses import dataclass
 
 from dlflow_airflow.contract import storage
-from dlflow_airflow.contract.artifacts import METRICS_FILE, Role, gate_block, stage_io
+from dlflow_airflow.contract.artifacts import (
+    METRICS_FILE,
+    Role,
+    approval_of,
+    gate_block,
+    stage_io,
+)
 from dlflow_airflow.contract.model_resolution import ModelNotFoundError
 from dlflow_airflow.operators.fingerprints import written_by
 from dlflow_airflow.pipeline.build import Pipeline
@@ -27,6 +33,8 @@ class PartitionState:
         partition used as it is), ``missing``, ``unresolved`` (no model for
         ``model.date: latest``) or ``blocked`` (its model missed the gate);
         ``detail`` says why for the last two.
+    :param approval: with ``approval: true``, where the human approval of the
+        model stands: ``awaiting approval``, ``approved by X``, ``rejected by X``.
     """
 
     stage: str
@@ -35,6 +43,7 @@ class PartitionState:
     status: str
     date: str = ""
     detail: str = ""
+    approval: str = ""
 
     @property
     def complete(self) -> bool:
@@ -48,8 +57,13 @@ class PartitionState:
             "unresolved": "MISSING",
             "blocked": "blocked by gate",
         }[self.status]
+        if self.status == "blocked" and self.approval and not self.approval.startswith("approved"):
+            label = self.approval  # met the gate; a human has not approved it
         where = self.detail if self.status in ("unresolved", "blocked") else self.uri
-        return f"  {label:<17} {self.stage:<10} {self.artifact:<9} {where}"
+        line = f"  {label:<17} {self.stage:<10} {self.artifact:<9} {where}"
+        if self.approval and self.status != "blocked":
+            line += f" ({self.approval})"
+        return line
 
 
 def stage_partitions(pipeline: Pipeline, date: str) -> list[PartitionState]:
@@ -63,6 +77,7 @@ def stage_partitions(pipeline: Pipeline, date: str) -> list[PartitionState]:
             out.append(PartitionState(name, "model", "", "unresolved", detail=str(exc)))
             continue
         blocked = gate_block(config, io)
+        approval = approval_of(io)
         for p in io.by_role(*SHOWN_ROLES):
             if not storage.is_complete(p.uri):
                 status = "blocked" if blocked and p.role == Role.WRITE else "missing"
@@ -71,7 +86,8 @@ def stage_partitions(pipeline: Pipeline, date: str) -> list[PartitionState]:
             else:
                 status = "reused"
             detail = blocked if status == "blocked" else ""
-            out.append(PartitionState(name, p.folder, p.uri, status, p.date, detail or ""))
+            shown = approval.describe() if approval and p.role == Role.WRITE else ""
+            out.append(PartitionState(name, p.folder, p.uri, status, p.date, detail or "", shown))
     return out
 
 

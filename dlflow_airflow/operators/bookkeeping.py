@@ -23,6 +23,8 @@ from typing import Any
 from dlflow_airflow.contract import storage
 from dlflow_airflow.contract.artifacts import (
     ARTIFACTS,
+    DRIFT_FILE,
+    ENCODED_FEATURE,
     EVALUATE_RESULT,
     METRICS_FILE,
     ContractError,
@@ -33,6 +35,7 @@ from dlflow_airflow.contract.artifacts import (
     gate_block,
     stage_io,
 )
+from dlflow_airflow.contract.drift import summary_of
 from dlflow_airflow.contract.jobconf import JobConfig
 from dlflow_airflow.contract.layout import SUCCESS_MARKER
 from dlflow_airflow.contract.model_resolution import ModelNotFoundError
@@ -238,6 +241,18 @@ def _metrics(partition: str) -> dict | None:
     return json.loads(storage.read_text(uri))
 
 
+def _drift(partition: str) -> dict[str, Any] | None:
+    """The drift summary of an encoded partition; None without a readable ``_DRIFT.json``."""
+    uri = f"{partition}/{DRIFT_FILE}"
+    try:
+        if not storage.exists(uri):
+            return None
+        return summary_of(json.loads(storage.read_text(uri)), uri)
+    except Exception:  # metadata is best effort: never fail a finished stage over it
+        log.warning("dlflow: unreadable drift report %s", uri, exc_info=True)
+        return None
+
+
 def _stage_io(operator: Any) -> tuple[JobConfig | None, StageIO]:
     """The operator's job config and partitions; unknown (always run) when they cannot be had.
 
@@ -285,6 +300,10 @@ def _asset_events(context: Any, config: JobConfig, written: tuple[Partition, ...
             extra["model_date"] = out.date
         if out.tabular:
             extra["rows"] = fingerprints.count_rows(out.uri)
+        if out.tag == ENCODED_FEATURE:
+            drift = _drift(out.uri)
+            if drift is not None:
+                extra["drift"] = drift
         if name in outlets:
             events[outlets[name]].extra.update(extra)
         elif f"{name}.written" in outlets:  # an fmap fitted by this run (see pipeline.assets)

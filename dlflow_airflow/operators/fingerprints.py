@@ -19,12 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from dlflow_airflow.contract import storage
 from dlflow_airflow.contract.artifacts import Partition, Role, StageIO
 from dlflow_airflow.contract.jobconf import JobConfig
 from dlflow_airflow.contract.layout import SUCCESS_MARKER
-from dlflow_airflow.contract.model_resolution import BLESSED_MARKER
+from dlflow_airflow.contract.model_resolution import BLESSED_MARKER, MANIFEST_FILE
 
 FINGERPRINT_FILE = "_FINGERPRINT.json"
 # Files that record a partition's state, not its content: evaluate blesses a
@@ -48,11 +49,31 @@ def partition_digest(uri: str) -> str | None:
     filesystem, path = storage.resolve(uri)
     infos = filesystem.get_file_info(fs.FileSelector(path, recursive=True))
     entries = sorted(
-        (info.path[len(path) :].lstrip("/"), info.size or 0)
+        (info.path[len(path) :].lstrip("/"), _content_size(filesystem, info))
         for info in infos
         if info.type == fs.FileType.File and info.base_name not in STATE_FILES
     )
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+
+
+def _content_size(filesystem: Any, info: Any) -> int:
+    """A file's size; a model manifest's as if no human decision were recorded in it.
+
+    Approving or rejecting a model writes an ``approval`` entry into its
+    manifest after evaluate (and maybe predict) read it, which must not make them rerun.
+    """
+    if info.base_name != MANIFEST_FILE:
+        return info.size or 0
+    with filesystem.open_input_stream(info.path) as stream:
+        try:
+            manifest = json.loads(stream.read())
+        except ValueError:  # not JSON: its size is all we can say
+            return info.size or 0
+    if not isinstance(manifest, dict) or "approval" not in manifest:
+        return info.size or 0
+    # Train writes the manifest as indent=1 JSON, as record_decision does.
+    rest = {key: value for key, value in manifest.items() if key != "approval"}
+    return len(json.dumps(rest, indent=1).encode())
 
 
 def fingerprint(config: JobConfig, io: StageIO) -> str | None:

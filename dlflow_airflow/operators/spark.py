@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
-from dlflow_airflow.contract.jobconf import job_argv
+from dlflow_airflow.contract.jobconf import NO_RETRY_EXIT_CODE, job_argv
 from dlflow_airflow.operators.bookkeeping import StageBookkeeping
 
 SPARK_JOBS = ("demo_data", "merge", "encode", "predict")
@@ -24,6 +25,22 @@ def spark_job_path(job: str) -> str:
     if spec is None or spec.origin is None:
         raise FileNotFoundError(f"spark_jobs/{job}.py is not installed on this worker")
     return spec.origin
+
+
+# How the Spark provider's hook reports the exit code of spark-submit (client and local
+# mode: the driver's own) and of a Kubernetes driver pod (cluster mode).
+_EXIT_CODES = re.compile(r"Error code is: (\d+)|spark exit code is: (\d+)")
+
+
+def exited_for_good(exc: BaseException) -> bool:
+    """Whether a failed submission is a job's :class:`~dlflow_airflow.contract.jobconf.NoRetryError`
+    (its exit code :data:`~dlflow_airflow.contract.jobconf.NO_RETRY_EXIT_CODE`).
+
+    YARN cluster mode does not pass the driver's exit code back: there such a
+    failure is retried like any other.
+    """
+    codes = {int(code) for match in _EXIT_CODES.findall(str(exc)) for code in match if code}
+    return NO_RETRY_EXIT_CODE in codes
 
 
 # The provider's template fields minus those a pipeline fills from YAML: the job document
@@ -113,7 +130,19 @@ class SparkJobOperator(SparkSubmitOperator):
         bin_dir = os.path.dirname(sys.executable)
         path = os.environ.get("PATH", "")
         self.env_vars = {"PATH": f"{bin_dir}{os.pathsep}{path}", **(self.env_vars or {})}
-        super().execute(context)
+        try:
+            super().execute(context)
+        except Exception as exc:
+            if not exited_for_good(exc):
+                raise
+            from airflow.sdk.exceptions import AirflowFailException
+
+            # Deterministic (e.g. drift beyond encode.drift with on_breach: fail): the
+            # same inputs fail the same way, so a retry would only repeat it.
+            raise AirflowFailException(
+                f"dlflow: the {self.job} job failed for good (exit code {NO_RETRY_EXIT_CODE}), "
+                f"not retried; its ERROR line says why:\n{exc}"
+            ) from exc
 
 
 class DlflowSparkSubmitOperator(StageBookkeeping, SparkJobOperator):

@@ -15,8 +15,11 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from dlflow_airflow.contract.artifacts import (
+    CHAMPION_FEATURE,
+    ENCODED_FEATURE,
     EVALUATE_RESULT,
     StageRef,
+    gated_tags,
     latest_conflict_message,
     model_date_conflicts,
 )
@@ -78,22 +81,66 @@ class Pipeline:
         if issues:
             raise SpecError(source, issues)
         check_model_date(spec, stages, source)
+        check_approval_tasks(stages, source)
         stages = gate_before_scoring(stages)
+        stages = encode_for_champion(stages, spec.external, source)
         tags = {name: StageTags(s.needs, s.produces) for name, s in stages.items()}
         edges = build_edges(tags, external=spec.external, source=source)
         order = topological_order(stages, edges, source=source)
         return cls(source, spec, stages, tuple(edges), tuple(order))
 
+    @property
+    def approvals(self) -> dict[str, tuple[str, ...]]:
+        """Each evaluate stage with ``approval`` and the stages that score its model after it.
+
+        The factory puts the stage's approval task (:func:`approval_task_id`) between them.
+        """
+        return {
+            name: tuple(
+                down
+                for up, down in self.edges
+                if up == name and gated_tags(self.stages[down].needs)
+            )
+            for name, stage in self.stages.items()
+            if asks_approval(stage)
+        }
+
+
+def asks_approval(stage: Stage) -> bool:
+    """An evaluate stage whose models a human approves (``approval: true``)."""
+    return stage.kind.job == "evaluate" and bool(getattr(stage.options, "approval", False))
+
+
+def approval_task_id(evaluate_stage: str) -> str:
+    """The task id of an evaluate stage's human approval, e.g. ``evaluate_approval``."""
+    return f"{evaluate_stage}_approval"
+
+
+def check_approval_tasks(stages: dict[str, Stage], source: str) -> None:
+    """An approval task's id must not be a stage's name."""
+    issues = [
+        Issue(
+            f"stages.{approval_task_id(name)}",
+            f"this name is the task id of stage {name!r}'s human approval; rename the stage",
+        )
+        for name, stage in stages.items()
+        if asks_approval(stage) and approval_task_id(name) in stages
+    ]
+    if issues:
+        raise SpecError(source, issues)
+
 
 def gate_before_scoring(stages: dict[str, Stage]) -> dict[str, Stage]:
-    """With an evaluate stage that has a gate, every predict stage waits for its verdict.
+    """With an evaluate stage that has a gate (or a human approval), every predict stage
+    waits for its verdict.
 
     Predict then needs EVALUATE_RESULT too: the graph orders it after evaluate,
     and the contract (:func:`~dlflow_airflow.contract.artifacts.gate_block`)
     refuses an unblessed model, whatever ``model.date`` says.
     """
     gated = any(
-        s.kind.job == "evaluate" and getattr(s.options, "gate", None) for s in stages.values()
+        s.kind.job == "evaluate" and (getattr(s.options, "gate", None) or asks_approval(s))
+        for s in stages.values()
     )
     if not gated:
         return stages
@@ -103,6 +150,54 @@ def gate_before_scoring(stages: dict[str, Stage]) -> dict[str, Stage]:
         else s
         for name, s in stages.items()
     }
+
+
+def encode_for_champion(
+    stages: dict[str, Stage], external: list[str], source: str
+) -> dict[str, Stage]:
+    """With an evaluate stage that compares with the champion (``max_drop_vs_blessed``),
+    the encode stages producing ENCODED_FEATURE also encode the rows for the champion.
+
+    Each model date has its own fmap, so the champion needs the day's rows
+    encoded with its fmap: CHAMPION_FEATURE, which encode produces with its
+    option ``champion`` (turned on here); the graph then orders evaluate after it.
+
+    :raises SpecError: no stage can produce CHAMPION_FEATURE and the pipeline
+        does not list it under ``external``; the issue names the gate's key.
+    """
+    comparing = [s for s in stages.values() if CHAMPION_FEATURE in s.needs]
+    if not comparing or CHAMPION_FEATURE in external:
+        return stages
+    encoders = {
+        name
+        for name, s in stages.items()
+        if s.kind.job == "encode" and ENCODED_FEATURE in s.produces
+    }
+    if not encoders:
+        if any(CHAMPION_FEATURE in s.produces for s in stages.values()):
+            return stages  # a stage of the user's own kind produces it
+        raise SpecError(source, [_champion_issue(s) for s in comparing])
+    return {name: _encoding_champion(s) if name in encoders else s for name, s in stages.items()}
+
+
+def _encoding_champion(stage: Stage) -> Stage:
+    options = stage.options.model_copy(update={"champion": True})
+    needs, produces = _stage_tags(stage.kind, options, stage.common)
+    return replace(stage, options=options, needs=needs, produces=produces)
+
+
+def _champion_issue(stage: Stage) -> Issue:
+    gate = getattr(stage.options, "gate", {})
+    metric = next((m for m, b in gate.items() if b.max_drop_vs_blessed is not None), None)
+    path = f"stages.{stage.name}" + (f".gate.{metric}.max_drop_vs_blessed" if metric else "")
+    return Issue(
+        path,
+        "comparing with the blessed model needs the day's rows encoded with that model's "
+        f"fmap ({CHAMPION_FEATURE}), made by the encode stage producing {ENCODED_FEATURE}, "
+        "and this pipeline has none; add the encode stage, or list "
+        f"{CHAMPION_FEATURE} under 'external' if another pipeline's encode makes it "
+        "(with its option champion: true)",
+    )
 
 
 def resolve_stages(spec: PipelineSpec, source: str) -> tuple[dict[str, Stage], list[Issue]]:
@@ -187,9 +282,17 @@ def _resolve_stage(name: str, raw: Any, source: str) -> Stage:
         issues = issues_from_validation(exc, kind_cls.Options, path)
         raise SpecError(source, [_with_common_keys(i, path) for i in issues]) from None
     kind = kind_cls()
+    needs, produces = _stage_tags(kind, options, common)
+    return Stage(name, kind_name, kind, options, common, needs, produces)
+
+
+def _stage_tags(
+    kind: StageKind, options: BaseModel, common: StageCommon
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A stage's needs and produces: its kind's for its options, then its own extra tags."""
     needs = tuple(dict.fromkeys((*kind.needed_tags(options), *common.needs)))
     produces = tuple(dict.fromkeys((*kind.produced_tags(options), *common.produces)))
-    return Stage(name, kind_name, kind, options, common, needs, produces)
+    return needs, produces
 
 
 def _with_common_keys(issue: Issue, stage_path: str) -> Issue:

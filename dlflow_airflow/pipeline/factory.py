@@ -12,7 +12,7 @@ from airflow.sdk import DAG, Param
 from dlflow_airflow.contract.artifacts import stage_roles
 from dlflow_airflow.operators.bookkeeping import bind_stage
 from dlflow_airflow.pipeline.assets import input_assets, output_assets
-from dlflow_airflow.pipeline.build import Pipeline
+from dlflow_airflow.pipeline.build import Pipeline, approval_task_id
 from dlflow_airflow.pipeline.spec import PipelineSpec
 from dlflow_airflow.stages.base import StageContext
 
@@ -58,7 +58,26 @@ def build_dag(pipeline: Pipeline) -> DAG:
             tasks[name] = task
         for upstream, downstream in pipeline.edges:
             tasks[upstream] >> tasks[downstream]
+        for name, scorers in pipeline.approvals.items():
+            tasks[name] >> approval_task(pipeline, name) >> [tasks[s] for s in scorers]
     return dag
+
+
+def approval_task(pipeline: Pipeline, name: str) -> Any:
+    """The human approval after evaluate stage ``name`` (``approval: true``)."""
+    from dlflow_airflow.operators.approval import ModelApprovalOperator
+
+    stage = pipeline.stages[name]
+    hours = stage.options.approval_timeout_hours
+    return ModelApprovalOperator(
+        task_id=approval_task_id(name),
+        stage_body=stage.context(pipeline.spec).job_body(),
+        evaluate_stage=name,
+        response_timeout=timedelta(hours=hours) if hours else None,
+        # The stages' execution_timeout (default_args) is no limit on a human's answer.
+        execution_timeout=None,
+        doc_md=f"A human approves the model `{name}` judged before it is blessed.",
+    )
 
 
 def _job_body(ctx: StageContext) -> dict[str, Any] | None:
@@ -122,6 +141,10 @@ def _doc(pipeline: Pipeline) -> str:
         f"- workspace: `{spec.workspace}`",
         f"- feature tag: `{spec.feature.tag}`, model tag: `{spec.model.tag}` ({spec.model.name})",
         f"- stage order: {' -> '.join(pipeline.order)}",
+        *(
+            f"- human approval: `{approval_task_id(name)}` after `{name}`, before its blessing"
+            for name in pipeline.approvals
+        ),
         "",
         "| stage | kind | needs | produces |",
         "| --- | --- | --- | --- |",

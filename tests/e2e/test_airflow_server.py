@@ -10,7 +10,6 @@ is one the test asked for. The tests share one Airflow and run in order.
 from __future__ import annotations
 
 import shutil
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import DAG_FILES, DAGS_FOLDER, DEMO_PIPELINE
+from tests.e2e.airflow import run_report, running_airflow, task_states
 
 pytestmark = pytest.mark.e2e
 
@@ -42,12 +42,6 @@ DATED_OUTPUTS = (
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _small_demo(folder: Path) -> None:
     (folder / "pipelines").mkdir(parents=True)
     for dag_file in DAG_FILES:
@@ -64,27 +58,8 @@ def _small_demo(folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory) -> Iterator:
-    from dlflow_airflow.devtools.local_airflow import LocalAirflow
-
-    root = tmp_path_factory.mktemp("airflow-server")
-    _small_demo(root / "dags")
-    server = LocalAirflow(
-        home=root / "airflow",
-        dags_folder=root / "dags",
-        port=_free_port(),
-        env={
-            "DLFLOW_WORKSPACE": str(root / "workspace"),
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-        },
-    )
-    server.start()
-    try:
-        server.wait_for_dag(DAG_ID)
-        server.api("PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
-        server.workspace = root / "workspace"
+    with running_airflow(tmp_path_factory.mktemp("airflow-server"), DAG_ID, _small_demo) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _partition(server, output: str, date: str) -> Path:
@@ -99,21 +74,12 @@ def _predictions(server, date: str) -> list[tuple]:
 
 
 def _task_states(server, run_id: str) -> dict[str, str]:
-    answer = server.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")
-    return {ti["task_id"]: ti["state"] for ti in answer["task_instances"]}
+    return task_states(server, DAG_ID, run_id)
 
 
 def _failure_detail(server, run: dict) -> str:
     """The run, its task states and the end of each failed task's log."""
-    states = _task_states(server, run["dag_run_id"])
-    lines = [str(run), str(states)]
-    for task_id, state in states.items():
-        if state == "failed":
-            logs = sorted((server.home / "logs").glob(f"dag_id={DAG_ID}/*/task_id={task_id}/*.log"))
-            if logs:
-                lines.append(f"--- {logs[-1]}")
-                lines.append(logs[-1].read_text(errors="replace")[-4000:])
-    return "\n".join(lines)
+    return f"{run}\n{run_report(server, DAG_ID, run['dag_run_id'])}"
 
 
 def _assert_complete(server, date: str) -> None:

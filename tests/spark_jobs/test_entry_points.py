@@ -29,3 +29,11 @@ def test_job_files_run_as_scripts(job: str) -> None:
 def test_session_defaults(spark: Any) -> None:
     assert spark.conf.get("spark.sql.session.timeZone") == "UTC"
     assert spark.conf.get("spark.sql.shuffle.partitions") == "4"
+
+
+@pytest.mark.parametrize("folder", ["spark_jobs", "tf_jobs"])
+def test_no_job_module_shadows_the_standard_library(folder: str) -> None:
+    """A job file runs with its own folder first on sys.path: a ``profile.py`` there
+    would be imported in place of Python's own (and break ``import pyspark``)."""
+    names = {path.stem for path in (REPO / folder).glob("*.py")}
+    assert not names & set(sys.stdlib_module_names)

@@ -76,6 +76,27 @@ def test_gate_miss_can_fail_the_task(small: Workspace) -> None:
     assert (Path(local_path(small.layout.evaluate(MODEL_TAG, EVAL_DATE))) / "metrics.json").exists()
 
 
+def test_with_approval_a_model_meeting_the_gate_awaits_a_person(small: Workspace) -> None:
+    train.run(small.job(params=PARAMS))
+    evaluate.run(small.job(EVAL_DATE, kind="evaluate"))  # blessed before: approval re-asks
+    assert _blessed_file(small).exists()
+    options = {"gate": {"auc": {"min": 0.6}}, "approval": True}
+    result = evaluate.run(small.job(EVAL_DATE, kind="evaluate", options=options))
+    assert (result["blessed"], result["awaiting_approval"]) == (False, True)
+    assert not _blessed_file(small).exists()
+    metrics = json.loads((Path(local_path(result["output"])) / "metrics.json").read_text())
+    assert metrics["gate"] == {
+        "bounds": {"auc": {"min": 0.6}},
+        "missed": [],
+        "blessed": False,
+        "awaiting_approval": True,
+    }
+    # A miss is a miss: nothing to approve.
+    options = {"gate": {"auc": {"min": 0.999}}, "approval": True}
+    missed = evaluate.run(small.job(EVAL_DATE, kind="evaluate", options=options))
+    assert missed["blessed"] is False and "awaiting_approval" not in missed
+
+
 def test_evaluate_latest_passes_over_an_unblessed_model_like_predict(small: Workspace) -> None:
     one_epoch = {**PARAMS, "epochs": 1}
     train.run(small.job(params=one_epoch))

@@ -14,6 +14,7 @@ import pytest
 from dlflow_airflow.contract.artifacts import ContractError
 from dlflow_airflow.contract.jobconf import job_argv, parse_result
 from dlflow_airflow.contract.layout import local_path
+from dlflow_airflow.contract.model_resolution import record_blessing
 from tests.tf_jobs.conftest import (
     EVAL_DATE,
     EVAL_ROWS,
@@ -26,7 +27,6 @@ from tests.tf_jobs.conftest import (
     write_partition,
 )
 from tf_jobs import evaluate, model_io, train
-from tf_jobs.gate import record_blessing
 from tf_jobs.inputs import EncodedDataError
 from tf_jobs.model_io import ModelNotFoundError
 from tf_jobs.models import ModelConfigError

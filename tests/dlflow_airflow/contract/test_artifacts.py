@@ -9,9 +9,11 @@ from typing import Any
 import pytest
 
 from dlflow_airflow.contract.artifacts import (
+    CHAMPION_FEATURE,
     ENCODING_FILE,
     FMAP,
     TRAINED_MODEL,
+    ChampionRecord,
     ContractError,
     Role,
     encoding_record,
@@ -64,6 +66,26 @@ def test_fmap_roles_follow_model_date_and_refit():
         TRAINED_MODEL: Role.READ,
         "PREDICT_RESULT": Role.WRITE,
     }
+
+
+def test_the_champion_rows_are_run_dated_written_by_encode_read_by_evaluate():
+    gate = {"auc": {"max_drop_vs_blessed": 0.01}}
+    assert _roles("encode", "latest", champion=True, tfrecord=True)[CHAMPION_FEATURE] == Role.WRITE
+    assert _roles("evaluate", "same", gate=gate)[CHAMPION_FEATURE] == Role.READ
+    assert CHAMPION_FEATURE not in _roles("evaluate", "same", gate={"auc": {"min": 0.5}})
+    assert CHAMPION_FEATURE not in _roles("encode", "same")
+
+
+def test_a_champion_record_reads_back(tmp_path: Path):
+    folder = make_partition(f"file://{tmp_path}/champion/TAG=m1/dt={DATE}", {})
+    uri = f"file://{folder}"
+    with pytest.raises(ContractError, match="no champion record at .*_ENCODING.json"):
+        ChampionRecord.read(uri)
+    found = ChampionRecord("2026-01-01", "file:///m", "file:///f", "abc")
+    (folder / ENCODING_FILE).write_text(found.to_json())
+    assert ChampionRecord.read(uri) == found
+    (folder / ENCODING_FILE).write_text(ChampionRecord(None, reason="the first").to_json())
+    assert ChampionRecord.read(uri).model_date is None
 
 
 @pytest.mark.parametrize("job,options", [("train", {}), ("encode", {"refit": True})])

@@ -117,3 +117,74 @@ def test_a_gate_miss_fails_evaluate_for_good(tmp_path, monkeypatch):
     monkeypatch.setattr(LocalProcess, "run", crash)
     with pytest.raises(RuntimeError, match="out of memory"):
         task.execute(_context(task, force=True))
+
+
+# ------------------------------------------------------------------ champion/challenger
+
+CHAMPION_GATE = {"auc": {"min": 0.6, "max_drop_vs_blessed": 0.005}}
+
+
+def test_comparing_with_the_champion_turns_on_encode_for_it(tmp_path: Path):
+    from dlflow_airflow.contract.artifacts import CHAMPION_FEATURE
+
+    pipeline = _pipeline(tmp_path, CHAMPION_GATE)
+    encode, evaluate = pipeline.stages["encode"], pipeline.stages["evaluate"]
+    assert encode.options.champion is True
+    assert CHAMPION_FEATURE in encode.produces and CHAMPION_FEATURE in evaluate.needs
+    assert ("encode", "evaluate") in pipeline.edges
+    body = encode.context(pipeline.spec).job_body()
+    assert body["options"]["champion"] is True
+    assert CHAMPION_FEATURE in body["stage"]["produces"]
+    # Encode commits the champion's rows, evaluate reads them: the contract's partitions.
+    config = encode.context(pipeline.spec).job_config(DATE)
+    written = stage_io(config).get(CHAMPION_FEATURE)
+    assert written.uri == f"file://{tmp_path}/champion/TAG=m1/dt={DATE}"
+    assert written.role == "write"
+    read = stage_io(evaluate.context(pipeline.spec).job_config(DATE)).get(CHAMPION_FEATURE)
+    assert (read.uri, read.role) == (written.uri, "read")
+    dag = build_dag(pipeline)
+    assert "dlflow.champion.m1" in {a.name for a in dag.get_task("encode").outlets}
+    assert "evaluate" in dag.get_task("encode").downstream_task_ids
+    # Without max_drop_vs_blessed, nothing changes.
+    plain = _pipeline(tmp_path, {"auc": {"min": 0.6}})
+    assert plain.stages["encode"].options.champion is False
+    assert CHAMPION_FEATURE not in plain.stages["encode"].produces
+    assert CHAMPION_FEATURE not in plain.stages["evaluate"].needs
+
+
+@pytest.mark.parametrize("metric", ["calibration", "positive_rate", "mean_score", "rows"])
+def test_max_drop_vs_blessed_is_refused_on_a_metric_without_a_better_side(tmp_path, metric):
+    from dlflow_airflow.pipeline.errors import SpecError
+
+    with pytest.raises(SpecError) as info:
+        _pipeline(tmp_path, {metric: {"max_drop_vs_blessed": 0.01}})
+    message = str(info.value)
+    assert f"stages.evaluate.gate: {metric}.max_drop_vs_blessed: not better higher or" in message
+    assert "applies to auc, pr_auc, accuracy, r2, log_loss, mse, mae" in message
+
+
+def test_a_bound_may_be_only_a_drop_but_not_empty(tmp_path: Path):
+    from dlflow_airflow.pipeline.errors import SpecError
+
+    assert _pipeline(tmp_path, {"log_loss": {"max_drop_vs_blessed": 0.01}})
+    with pytest.raises(SpecError, match="gate bound needs min, max or max_drop_vs_blessed"):
+        _pipeline(tmp_path, {"auc": {}})
+    with pytest.raises(SpecError, match=r"max_drop_vs_blessed: .*greater than or equal to 0"):
+        _pipeline(tmp_path, {"auc": {"max_drop_vs_blessed": -0.1}})
+
+
+def test_comparing_without_an_encode_stage_names_the_key_or_needs_external(tmp_path: Path):
+    from dlflow_airflow.pipeline.errors import SpecError
+
+    doc = base_pipeline()
+    doc["workspace"] = str(tmp_path)
+    doc["external"] = ["ENCODED_FEATURE", "FMAP"]
+    doc["stages"] = {"train": {}, "evaluate": {"gate": CHAMPION_GATE}}
+    with pytest.raises(SpecError) as info:
+        Pipeline.from_data(doc, source="p.yaml")
+    message = str(info.value)
+    assert "p.yaml: stages.evaluate.gate.auc.max_drop_vs_blessed: " in message
+    assert "list CHAMPION_FEATURE under 'external'" in message
+    doc["external"].append("CHAMPION_FEATURE")
+    pipeline = Pipeline.from_data(doc, source="p.yaml")
+    assert "CHAMPION_FEATURE" in pipeline.stages["evaluate"].needs

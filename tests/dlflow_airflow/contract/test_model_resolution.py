@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,13 @@ import pytest
 
 from dlflow_airflow.contract.layout import Layout, PartitionDateError, local_path
 from dlflow_airflow.contract.model_resolution import (
+    MANIFEST_FILE,
     ModelNotBlessedError,
     ModelNotFoundError,
+    is_blessed,
+    record_blessing,
+    record_decision,
+    resolve_champion,
     resolve_model_partition,
 )
 
@@ -88,3 +94,38 @@ def test_importable_without_heavy_packages() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert completed.stdout.strip() == "[]"
+
+
+def test_the_champion_is_the_newest_blessed_model_other_than_the_new_one(layout: Layout) -> None:
+    champion = resolve_champion(layout, TAG, "2026-01-06", exclude="2026-01-06")
+    assert champion is not None and champion.date == "2026-01-01"
+    assert champion.uri == layout.model(TAG, "2026-01-01")
+    later = resolve_champion(layout, TAG, "2026-01-07", exclude="2026-01-07")
+    assert later is not None and later.date == "2026-01-06"
+    # The first model of a tag has no champion; a model never champions itself.
+    assert resolve_champion(layout, TAG, "2025-12-31", exclude="2025-12-31") is None
+    assert resolve_champion(layout, TAG, "2026-01-02", exclude="2026-01-01") is None
+    assert resolve_champion(layout, "other", "2026-01-02", exclude="2026-01-02") is None
+
+
+def test_record_blessing_writes_and_removes_the_marker(layout: Layout) -> None:
+    model = layout.model(TAG, "2026-01-03")
+    record_blessing(model, True, {"evaluated_on": "2026-01-04", "by": "test"})
+    assert is_blessed(model)
+    assert '"by": "test"' in (Path(local_path(model)) / "BLESSED").read_text()
+    record_blessing(model, False, {})
+    record_blessing(model, False, {})  # already unblessed: no error
+    assert not is_blessed(model)
+
+
+def test_record_decision_merges_an_approval_into_the_manifest(layout: Layout) -> None:
+    model = layout.model(TAG, "2026-01-03")
+    manifest = Path(local_path(model)) / MANIFEST_FILE
+    with pytest.raises(ModelNotFoundError, match="has no manifest.json"):
+        record_decision(model, {"approved": True})
+    manifest.write_text(json.dumps({"fmap_checksum": "abc", "approval": {"approved": False}}))
+    record_decision(model, {"approved": True, "by": "ada", "at": "2026-01-04T10:00:00Z"})
+    assert json.loads(manifest.read_text()) == {
+        "fmap_checksum": "abc",
+        "approval": {"approved": True, "by": "ada", "at": "2026-01-04T10:00:00Z"},
+    }

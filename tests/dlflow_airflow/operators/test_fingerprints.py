@@ -99,3 +99,26 @@ def test_an_unknown_stage_always_runs(tmp_path: Path):
     config = JobConfig.from_body(DATE, body)
     decision = decide(config, stage_io(config), force=False)
     assert not decision.skip and "always runs" in decision.reason
+
+
+def test_a_newly_blessed_champion_makes_the_encode_writing_its_rows_run_again(tmp_path: Path):
+    config = config_for(tmp_path, "encode", {"champion": True})
+    layout = config.layout
+    make_partition(layout.raw("f1", DATE), {"part-0.parquet": "rows"})
+    for day in ("2025-12-30", "2025-12-31"):
+        make_partition(layout.femodel("f1", day), {"fmap.json": day})
+        make_partition(layout.model("m1", day), {"model.keras": day})
+    Path(layout.model("m1", "2025-12-30").removeprefix("file://"), "BLESSED").write_text("{}")
+    io = stage_io(config)
+    assert io.extra_inputs == (layout.model("m1", "2025-12-30"), layout.femodel("f1", "2025-12-30"))
+    first = decide(config, io, force=False)
+    for out in io.writes:
+        make_partition(out.uri, {"part-0.parquet": "encoded"})
+    record(config, io.writes, first.fingerprint, run_id="r1")
+    assert decide(config, stage_io(config), force=False).skip
+    # Another model is blessed since: the champion rows on storage are someone else's.
+    Path(layout.model("m1", "2025-12-31").removeprefix("file://"), "BLESSED").write_text("{}")
+    io = stage_io(config)
+    assert io.extra_inputs[0] == layout.model("m1", "2025-12-31")
+    again = decide(config, io, force=False)
+    assert not again.skip and "changed" in again.reason

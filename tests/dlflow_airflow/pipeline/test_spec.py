@@ -103,7 +103,8 @@ BAD = [
     (
         lambda d: _set(d, "stages.encode", {"tfrecords": True}),
         "stages.encode.tfrecords",
-        "unknown key 'tfrecords'; allowed keys: tfrecord, tfrecord_compression, refit, kind",
+        "unknown key 'tfrecords'; allowed keys: tfrecord, tfrecord_compression, refit, "
+        "champion, drift, kind",
     ),
     (
         lambda d: _set(d, "stages.encode", {"tfrecord_compression": "zip"}),
@@ -183,7 +184,7 @@ BAD = [
     (
         lambda d: _set(d, "stages.evaluate", {"gate": {"auc": {}}}),
         "stages.evaluate.gate.auc",
-        "a gate bound needs min, max or both",
+        "a gate bound needs min, max or max_drop_vs_blessed",
     ),
     (lambda d: _set(d, "dag_id", "bad id!"), "dag_id", "should match pattern"),
 ]

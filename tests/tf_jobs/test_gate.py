@@ -1,0 +1,83 @@
+"""The gate's bounds, champion comparison included: pure, no TensorFlow."""
+
+from __future__ import annotations
+
+import pytest
+
+from dlflow_airflow.contract.options import METRIC_DIRECTION, TF_METRICS
+from tf_jobs.gate import Champion, Miss, check_gate
+
+CHAMPION = Champion(
+    "2026-01-01",
+    "file:///ws/model/TAG=m1/dt=2026-01-01",
+    {"auc": 0.80, "log_loss": 0.40, "r2": 0.5, "mse": 1.0},
+)
+
+
+def _drop(metric: str, drop: float) -> dict[str, dict[str, float]]:
+    return {metric: {"max_drop_vs_blessed": drop}}
+
+
+@pytest.mark.parametrize(
+    ("metric", "value", "missed"),
+    [
+        ("auc", 0.796, False),  # worse by 0.004, within the drop
+        ("auc", 0.80, False),
+        ("auc", 0.90, False),
+        ("auc", 0.794, True),  # worse by 0.006
+        ("log_loss", 0.404, False),  # lower is better: higher by 0.004 is within
+        ("log_loss", 0.30, False),
+        ("log_loss", 0.406, True),
+        ("r2", 0.49, True),
+        ("mse", 0.9, False),
+        ("mse", 1.01, True),
+    ],
+)
+def test_a_challenger_misses_only_when_worse_than_the_champion_by_more_than_the_drop(
+    metric: str, value: float, missed: bool
+) -> None:
+    misses = check_gate({metric: value}, _drop(metric, 0.005), CHAMPION)
+    assert bool(misses) is missed
+    if missed:
+        assert misses[0] == Miss(
+            metric, value, "max_drop_vs_blessed", 0.005, CHAMPION.metrics[metric], "2026-01-01"
+        )
+
+
+def test_the_miss_names_both_values_the_drop_and_the_champion_date() -> None:
+    (higher,) = check_gate({"auc": 0.7512}, _drop("auc", 0.005), CHAMPION)
+    assert higher.describe() == (
+        "auc 0.7512 < champion's 0.8000 - max_drop_vs_blessed 0.005 "
+        "(champion model of 2026-01-01; down by 0.0488)"
+    )
+    (lower,) = check_gate({"log_loss": 0.5}, _drop("log_loss", 0.01), CHAMPION)
+    assert lower.describe() == (
+        "log_loss 0.5000 > champion's 0.4000 + max_drop_vs_blessed 0.01 "
+        "(champion model of 2026-01-01; up by 0.1000)"
+    )
+
+
+def test_min_and_max_still_apply_beside_the_drop() -> None:
+    gate = {"auc": {"min": 0.85, "max_drop_vs_blessed": 0.1}}
+    (miss,) = check_gate({"auc": 0.82}, gate, CHAMPION)
+    assert (miss.bound, miss.limit) == ("min", 0.85)
+    both = check_gate({"auc": 0.5}, gate, CHAMPION)
+    assert [m.bound for m in both] == ["min", "max_drop_vs_blessed"]
+
+
+def test_without_a_champion_the_drop_is_not_applied() -> None:
+    assert check_gate({"auc": 0.1}, _drop("auc", 0.0)) == []
+    # Nor for a metric the champion has no value for (it could not be computed).
+    assert check_gate({"accuracy": 0.1}, _drop("accuracy", 0.0), CHAMPION) == []
+
+
+def test_a_metric_the_challenger_lacks_misses() -> None:
+    (miss,) = check_gate({}, _drop("auc", 0.005), CHAMPION)
+    assert miss.value is None
+    assert miss.describe() == "auc was not computed (needs max_drop_vs_blessed 0.005)"
+
+
+def test_every_direction_is_of_a_computed_metric() -> None:
+    assert set(METRIC_DIRECTION) < set(TF_METRICS)
+    undirected = set(TF_METRICS) - set(METRIC_DIRECTION)
+    assert undirected == {"calibration", "positive_rate", "mean_score", "rows"}
