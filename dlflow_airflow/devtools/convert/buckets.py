@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
 
-from dlflow_airflow.devtools.convert.context import Key, Source, identifier
+from dlflow_airflow.contract.schema import BUCKET_PARAMS
+from dlflow_airflow.devtools.convert.context import Json, Key, Source, identifier
 
-Json = dict[str, Any]
+OUR_PARAMS = frozenset(name for params in BUCKET_PARAMS.values() for name in params)
+"""Every normaliser parameter we know; DLFlow spells the same ones in camelCase."""
 
-BUCKET_PARAMS = {
-    "withMean": "with_mean",
-    "withStd": "with_std",
-    "p": "p",
-    "min": "min",
-    "max": "max",
-}
-"""DLFlow's normaliser parameters -> ours (schema.BUCKET_PARAMS)."""
+
+def our_param(name: str) -> str:
+    """DLFlow's parameter name in our spelling: ``withMean`` -> ``with_mean``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def convert_buckets(src: Source, raw: Json) -> Json:
@@ -56,8 +54,8 @@ def convert_bucket(src: Source, name: str, spec: Json) -> Json:
 def bucket_params(src: Source, raw: Json, key: Key) -> Json:
     params: Json = {}
     for name, value in raw.items():
-        if name in BUCKET_PARAMS:
-            params[BUCKET_PARAMS[name]] = value
+        if our_param(name) in OUR_PARAMS:
+            params[our_param(name)] = value
         else:
             src.unmapped((*key, name), f"unknown normaliser parameter {name!r}")
     return params

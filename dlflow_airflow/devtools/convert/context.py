@@ -5,12 +5,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dlflow_airflow.devtools.convert.findings import Findings
 from dlflow_airflow.devtools.convert.hocon import HoconDocument
 from dlflow_airflow.devtools.convert.templates import TemplateError, resolve_dlflow
 
 Key = tuple[str, ...]
+Json = dict[str, Any]
+"""A HOCON object as pyhocon gives it, or a YAML mapping being built."""
 
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]+")
 

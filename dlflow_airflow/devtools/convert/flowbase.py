@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from dlflow_airflow.devtools.convert.context import Source
-
-Json = dict[str, Any]
+from dlflow_airflow.devtools.convert.context import Json, Source
 
 NO_CHECKPOINTS = (
     "no per-step checkpoints here: Spark runs the whole merge as one plan and the output "

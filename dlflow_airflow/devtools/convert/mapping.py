@@ -14,14 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from dlflow_airflow.devtools.convert.buckets import convert_buckets
-from dlflow_airflow.devtools.convert.context import Context, Source
+from dlflow_airflow.devtools.convert.context import Context, Json, Source
 from dlflow_airflow.devtools.convert.hocon import HoconDocument
 from dlflow_airflow.devtools.convert.merge import convert_merge
 from dlflow_airflow.devtools.convert.model import convert_model
 from dlflow_airflow.devtools.convert.sparkconf import convert_spark
 from dlflow_airflow.devtools.convert.templates import TemplateError, as_literal
-
-Json = dict[str, Any]
 
 STAGE_ORDER = ("merge", "encode", "train", "evaluate", "predict")
 # DLFlow's task names and aliases (its built-in tasks' registered names) -> our stage kinds.

@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dlflow_airflow.devtools.convert.context import Key, Source, resolve_file
+from dlflow_airflow.devtools.convert.context import Json, Key, Source, resolve_file
 from dlflow_airflow.devtools.convert.featureflow import read_flow
 from dlflow_airflow.devtools.convert.hocon import HoconError, read_hocon
 from dlflow_airflow.devtools.convert.templates import as_template, has_placeholder
-
-Json = dict[str, Any]
 
 MERGE_KEYS = ("config_file", "seed_sql", "fit")
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from dlflow_airflow.devtools.convert.context import Key, Source
-
-Json = dict[str, Any]
+from dlflow_airflow.devtools.convert.context import Json, Key, Source
 
 DLFLOW_MODELS = {"DNNBinaryClassifier": "dnn_binary_classifier", "DNNRegression": "dnn_regressor"}
 """DLFlow's built-in models -> ours."""

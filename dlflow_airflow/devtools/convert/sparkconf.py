@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dlflow_airflow.devtools.convert.context import Key, Source
+from dlflow_airflow.devtools.convert.context import Json, Key, Source
 from dlflow_airflow.devtools.convert.hocon import flatten
-
-Json = dict[str, Any]
 
 SUBMIT_FLAGS = {
     "driver-memory": "spark.driver.memory",
