@@ -101,7 +101,7 @@ def run(job: JobConfig) -> dict[str, Any]:
         "model_tag": job.model.tag,
         "model_date": plan.model_date,
         "feature_tag": job.feature.tag,
-        "gate": gate_verdict(gate, misses, awaiting),
+        "gate": gate_verdict(gate, misses, blessed, awaiting),
     }
     if plan.champion_rows:
         metrics.update(champion_section(champion, no_champion))
@@ -158,6 +158,10 @@ def score_champion(plan: EvaluationPlan) -> tuple[Champion | None, str | None]:
         print(f"gate: no champion to compare with ({reason})", flush=True)
         return None, reason
     fmap = FeatureMap.load(record.fmap)
+    if record.fmap_checksum is not None and record.fmap_checksum != fmap.checksum:
+        reason = f"the fmap {record.fmap} changed since encode wrote the champion's rows"
+        print(f"gate: no champion to compare with ({reason}; rerun encode)", flush=True)
+        return None, reason
     task = check_manifest(record.model, fmap).get("task") or plan.task
     if task != plan.task:
         reason = f"the champion {record.model} is a {task} model, this one a {plan.task} model"
@@ -173,12 +177,12 @@ def score_champion(plan: EvaluationPlan) -> tuple[Champion | None, str | None]:
     return Champion(record.model_date, record.model, metrics), None
 
 
-def gate_verdict(gate: dict[str, Any], misses: list[Miss], awaiting: bool) -> dict[str, Any]:
+def gate_verdict(
+    gate: dict[str, Any], misses: list[Miss], blessed: bool, awaiting: bool
+) -> dict[str, Any]:
     """metrics.json's ``gate`` entry: the bounds, the misses, and whether the model is blessed."""
-    verdict = {"bounds": gate, "missed": [m.describe() for m in misses], "blessed": False}
-    if awaiting:
-        return {**verdict, "awaiting_approval": True}
-    return {**verdict, "blessed": not misses}
+    verdict = {"bounds": gate, "missed": [m.describe() for m in misses], "blessed": blessed}
+    return {**verdict, "awaiting_approval": True} if awaiting else verdict
 
 
 def champion_section(champion: Champion | None, reason: str | None) -> dict[str, Any]:

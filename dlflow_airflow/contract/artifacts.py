@@ -559,9 +559,12 @@ def approval_state(model_uri: str, verdict_uri: str, gate: dict[str, Any]) -> Ap
     from dlflow_airflow.contract.model_resolution import read_decision
 
     decision = read_decision(model_uri) or {}
-    answered = decision.get("evaluate") == verdict_uri and decision.get(
-        "verdict_stamp"
-    ) == verdict_stamp(verdict_uri)
+    stamp = verdict_stamp(verdict_uri)  # None: no commit time to tie a decision to
+    answered = (
+        stamp is not None
+        and decision.get("evaluate") == verdict_uri
+        and decision.get("verdict_stamp") == stamp
+    )
     if not answered or decision.get("decision") not in ("approved", "rejected"):
         return ApprovalState("awaiting")
     by = (decision.get("by") or {}).get("name") or ""

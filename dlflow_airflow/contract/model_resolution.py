@@ -128,10 +128,14 @@ def resolve_model_partition(
     return ResolvedModel(date=model_date, uri=uri, blessed=blessed)
 
 
-def _latest(layout: Layout, model_tag: str, run_date: str, blessed_only: bool) -> ResolvedModel:
+def _latest(
+    layout: Layout, model_tag: str, run_date: str, blessed_only: bool, exclude: str | None = None
+) -> ResolvedModel:
     root = layout.root("model", model_tag)
     skipped: list[str] = []
     for model_date in storage.complete_dates(root, run_date):
+        if model_date == exclude:
+            continue
         uri = layout.model(model_tag, model_date)
         blessed = is_blessed(uri)
         if blessed_only and not blessed:
@@ -150,9 +154,7 @@ def resolve_champion(
     ``model_tag`` dated on or before ``run_date``, other than ``exclude`` (the new
     model's own date); None when there is none (the tag's first model).
     """
-    root = layout.root("model", model_tag)
-    for model_date in storage.complete_dates(root, run_date):
-        uri = layout.model(model_tag, model_date)
-        if model_date != exclude and is_blessed(uri):
-            return ResolvedModel(date=model_date, uri=uri, blessed=True)
-    return None
+    try:
+        return _latest(layout, model_tag, run_date, blessed_only=True, exclude=exclude)
+    except ModelNotFoundError:
+        return None

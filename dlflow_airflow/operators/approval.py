@@ -47,6 +47,7 @@ from dlflow_airflow.contract.model_resolution import (
     record_blessing,
     record_decision,
 )
+from dlflow_airflow.operators.bookkeeping import check_selected
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class ModelApprovalOperator(ApprovalOperator):
     def execute(self, context: Any) -> Any:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        self._check_selected(context.get("params") or {})
+        check_selected(self, context.get("params") or {}, also=(self.evaluate_stage,))
         verdict = self.verdict()
         reason = nothing_to_approve(verdict)
         if reason:
@@ -138,15 +139,6 @@ class ModelApprovalOperator(ApprovalOperator):
             metrics = json.loads(storage.read_text(record))
         encoded = io.get(ENCODED_FEATURE).uri if io.has(ENCODED_FEATURE) else None
         return Verdict(config, io.get(TRAINED_MODEL).uri, partition, encoded, metrics)
-
-    def _check_selected(self, params: Any) -> None:
-        from airflow.sdk.exceptions import AirflowSkipException
-
-        selected = [s for s in (params.get("stages") or []) if s]
-        if selected and not {self.task_id, self.evaluate_stage} & set(selected):
-            message = f"dlflow: skipping {self.task_id}: not in params.stages {selected}"
-            self.log.info(message)
-            raise AirflowSkipException(message)
 
     # -- the answer ---------------------------------------------------------------
 

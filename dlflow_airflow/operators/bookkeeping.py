@@ -94,14 +94,15 @@ class StageBookkeeping:
         except Exception:
             run.raise_if_gate_missed()
             raise
-        run.finish(context)
-        return result
+        written = run.finish(context)
+        # A backend that returns nothing (spark-submit) still leaves what it wrote in XCom.
+        return result if result is not None else written
 
     def resume_execution(self, next_method: str, next_kwargs: Any, context: Any) -> Any:
         """A deferred backend (a deferrable pod, the sensor) finishes here, not in execute."""
         result = super().resume_execution(next_method, next_kwargs, context)  # type: ignore[misc]
-        StageRun.resumed(self).finish(context)
-        return result
+        written = StageRun.resumed(self).finish(context)
+        return result if result is not None else written
 
 
 @cache
@@ -164,7 +165,7 @@ class StageRun:
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
         params = context.get("params") or {}
-        _check_selected(operator, params)
+        check_selected(operator, params)
         config, io = _stage_io(operator)
         if config is None:
             return cls(None, io, None)
@@ -220,9 +221,11 @@ class StageRun:
         )
         return (*self.io.writes, *fitted)
 
-    def finish(self, context: Any) -> None:
+    def finish(self, context: Any) -> dict[str, dict[str, Any]] | None:
+        """Record the fingerprint and fill the asset events; what the run wrote, by tag
+        (each partition's asset-event extra: date, partition, rows, drift...)."""
         if self.config is None or not self.io.known:
-            return
+            return None
         written = self.written()
         run_id = str(getattr(context.get("dag_run"), "run_id", "") or "")
         value = self.decision.fingerprint if self.decision else None
@@ -231,7 +234,9 @@ class StageRun:
             value = fingerprints.fingerprint(self.config, self.io)
         if value is not None:
             fingerprints.record(self.config, written, value, run_id)
-        _asset_events(context, self.config, written)
+        extras = {out.tag: _extra(self.config, out) for out in written}
+        _asset_events(context, self.config, written, extras)
+        return extras
 
 
 def _metrics(partition: str) -> dict | None:
@@ -270,7 +275,11 @@ def _stage_io(operator: Any) -> tuple[JobConfig | None, StageIO]:
         return config, StageIO(known=False)
 
 
-def _check_selected(operator: Any, params: Any) -> None:
+def check_selected(operator: Any, params: Any, also: tuple[str, ...] = ()) -> None:
+    """Skip ``operator`` unless ``params.stages`` is empty or names it (or one of ``also``).
+
+    :raises ValueError: ``params.stages`` names a task the DAG does not have.
+    """
     from airflow.sdk.exceptions import AirflowSkipException
 
     selected = [s for s in (params.get("stages") or []) if s]
@@ -280,13 +289,32 @@ def _check_selected(operator: Any, params: Any) -> None:
         raise ValueError(
             f"params.stages names no stage {unknown}; stages: {', '.join(dag.task_ids)}"
         )
-    if selected and operator.task_id not in selected:
+    if selected and not {operator.task_id, *also} & set(selected):
         message = f"dlflow: skipping {operator.task_id}: not in params.stages {selected}"
         operator.log.info(message)
         raise AirflowSkipException(message)
 
 
-def _asset_events(context: Any, config: JobConfig, written: tuple[Partition, ...]) -> None:
+def _extra(config: JobConfig, out: Partition) -> dict[str, Any]:
+    """What an asset event (and the task's XCom) says of one partition the run wrote."""
+    extra: dict[str, Any] = {"date": config.date, "partition": out.uri}
+    if out.tag in ARTIFACTS and ARTIFACTS[out.tag].model_dated:
+        extra["model_date"] = out.date
+    if out.tabular:
+        extra["rows"] = fingerprints.count_rows(out.uri)
+    if out.tag == ENCODED_FEATURE:
+        drift = _drift(out.uri)
+        if drift is not None:
+            extra["drift"] = drift
+    return extra
+
+
+def _asset_events(
+    context: Any,
+    config: JobConfig,
+    written: tuple[Partition, ...],
+    extras: dict[str, dict[str, Any]],
+) -> None:
     """Fill the ``extra`` of the outlet asset events of what the run wrote (never reused)."""
     events = context.get("outlet_events")
     task = context.get("task")
@@ -295,15 +323,7 @@ def _asset_events(context: Any, config: JobConfig, written: tuple[Partition, ...
     outlets = {getattr(a, "name", None): a for a in task.outlets or ()}
     for out in written:
         name = asset_name(out.folder, out.owner_tag)
-        extra: dict[str, Any] = {"date": config.date, "partition": out.uri}
-        if out.tag in ARTIFACTS and ARTIFACTS[out.tag].model_dated:
-            extra["model_date"] = out.date
-        if out.tabular:
-            extra["rows"] = fingerprints.count_rows(out.uri)
-        if out.tag == ENCODED_FEATURE:
-            drift = _drift(out.uri)
-            if drift is not None:
-                extra["drift"] = drift
+        extra = extras[out.tag]
         if name in outlets:
             events[outlets[name]].extra.update(extra)
         elif f"{name}.written" in outlets:  # an fmap fitted by this run (see pipeline.assets)

@@ -66,8 +66,10 @@ def test_the_encoded_asset_event_carries_the_drift_summary(tmp_path: Path, writt
     run = StageRun.begin(task, context)
     files = {"part-0": "x", DRIFT_FILE: _report().to_json()} if written else {"part-0": "x"}
     encoded = make_partition(f"file://{tmp_path}/encoded/TAG=f1/dt={DATE}", files)
-    run.finish(context)
+    returned = run.finish(context)
     extra = {getattr(k, "name", None): v for k, v in events.items()}["dlflow.encoded.f1"].extra
+    # The same facts are what the task returns (its XCom: spark-submit returns nothing).
+    assert returned is not None and returned["ENCODED_FEATURE"] == extra
     if not written:
         assert "drift" not in extra
         return
