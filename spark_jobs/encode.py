@@ -47,9 +47,9 @@ from dlflow_airflow.contract.jobconf import JobConfig
 from dlflow_airflow.contract.layout import SUCCESS_MARKER
 from dlflow_airflow.contract.options import EncodeOptions
 from spark_jobs import drift
-from spark_jobs.columns import col, cols
 from spark_jobs.encode_apply import check_fmap, encode_frame
 from spark_jobs.encode_champion import encode_champion
+from spark_jobs.encode_labels import check_label_encodings, check_labels, unseen_labels
 from spark_jobs.feature_types import EncodeError
 from spark_jobs.fit_profile import fit_profiled
 from spark_jobs.paths import Staging, require_complete
@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 
 
 def read_raw(spark: SparkSession, job: JobConfig, raw_uri: str) -> DataFrame:
-    """The complete, non-empty raw partition, with its keys and labels checked."""
+    """The complete, non-empty raw partition, with its key and label columns."""
     require_complete(raw_uri, "encode input (raw features; run merge first)")
     raw = spark.read.parquet(raw_uri)
     feature = job.feature
@@ -73,26 +73,7 @@ def read_raw(spark: SparkSession, job: JobConfig, raw_uri: str) -> DataFrame:
         log.warning("drop_columns %s are not in the raw table %s", absent, raw_uri)
     if raw.isEmpty():
         raise EncodeError(f"the raw partition {raw_uri} has no rows; nothing was written")
-    check_labels(raw, job, raw_uri)
     return raw
-
-
-def check_labels(frame: DataFrame, job: JobConfig, source: str) -> None:
-    """A binary model's labels must be 0 or 1 in every row."""
-    labels = job.feature.labels
-    if "binary" not in job.model.name or not labels:
-        return
-    bad = [~col(c).cast("double").isin(0.0, 1.0) | col(c).isNull() for c in labels]
-    condition = bad[0]
-    for more in bad[1:]:
-        condition = condition | more
-    sample = frame.where(condition).select(*cols(labels)).limit(3).collect()
-    if sample:
-        values = [row.asDict() for row in sample]
-        raise EncodeError(
-            f"{source}: model {job.model.name!r} is binary, so labels {labels} "
-            f"must be 0 or 1 in every row; found e.g. {values}"
-        )
 
 
 def reuses_fmap(femodel: Partition, job: JobConfig) -> bool:
@@ -118,14 +99,18 @@ def reuses_fmap(femodel: Partition, job: JobConfig) -> bool:
 
 
 def load_or_fit(
-    raw: DataFrame, job: JobConfig, femodel: Partition, reuse: bool
+    raw: DataFrame, job: JobConfig, femodel: Partition, reuse: bool, raw_uri: str
 ) -> tuple[FeatureMap, Normalizers, Profile | None]:
     """The fmap, normaliser statistics and profile to apply: loaded (and checked) or
-    fitted (the profile is None for an fmap fitted before profiles existed)."""
+    fitted (the profile is None for an fmap fitted before profiles existed); the
+    labels checked against the model's task either way, before any other Spark work."""
     if not reuse:
+        check_labels(raw, job, raw_uri)
         return fit_profiled(raw, job, femodel.date)
     fmap = FeatureMap.load(femodel.uri)
     check_fmap(fmap, raw, job.feature, f"{femodel.uri}/{FMAP_FILE}")
+    check_label_encodings(fmap, job, f"{femodel.uri}/{FMAP_FILE}")
+    check_labels(raw, job, raw_uri)
     return fmap, Normalizers.load(femodel.uri, fmap), Profile.load(femodel.uri)
 
 
@@ -156,8 +141,9 @@ def encode(
     """
     options: EncodeOptions = job.options
     femodel = io.get(FMAP)
-    raw = read_raw(spark, job, io.get(RAW_FEATURE).uri)
-    fmap, normalizers, profile = load_or_fit(raw, job, femodel, reuse)
+    raw_uri = io.get(RAW_FEATURE).uri
+    raw = read_raw(spark, job, raw_uri)
+    fmap, normalizers, profile = load_or_fit(raw, job, femodel, reuse, raw_uri)
     drifted = (
         drift.measure(raw, job, femodel, fmap, profile)
         if reuse and measure_drift
@@ -175,7 +161,9 @@ def encode(
         folder = staging.folder(output)
         encode_frame(spark, raw, fmap, normalizers).write.parquet(folder)
         # Which fmap encoded it: the readers of this partition use that model (one per run).
-        storage.write_text(f"{folder}/{ENCODING_FILE}", encoding_record(femodel, fmap.checksum))
+        unseen = unseen_labels(raw, fmap) if reuse else {}  # a fit knows all its labels
+        record = encoding_record(femodel, fmap.checksum, unseen)
+        storage.write_text(f"{folder}/{ENCODING_FILE}", record)
         if drifted.report is not None:
             storage.write_text(f"{folder}/{DRIFT_FILE}", drifted.report.to_json())
         encoded = spark.read.parquet(folder)

@@ -29,6 +29,7 @@ from dlflow_airflow.contract.fmap import (
 )
 from dlflow_airflow.contract.schema import FeatureSpec, method_params
 from spark_jobs.columns import col, cols
+from spark_jobs.encode_labels import label_columns
 from spark_jobs.feature_types import (
     EncodeError,
     UnknownFeatureError,
@@ -163,7 +164,7 @@ def encode_frame(
                 ids[(bucket.name, feature.name)] = reserved_ids(feature, value, found, layout)
             else:
                 ids[(bucket.name, feature.name)] = category_id(feature, value, layout)
-    outputs = cols((*fmap.primary_keys, *fmap.labels))
+    outputs = [*cols(fmap.primary_keys), *label_columns(fmap)]
     for bucket in fmap.buckets:
         if bucket.nums:
             outputs.append(numeric_vector(bucket, types, normalizers))

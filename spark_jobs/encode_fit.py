@@ -34,6 +34,7 @@ from dlflow_airflow.contract.jobconf import JobConfig
 from dlflow_airflow.contract.schema import DEFAULT_BUCKET, BucketSpec, check_buckets
 from spark_jobs import vocabulary
 from spark_jobs.columns import col
+from spark_jobs.encode_labels import fit_label_encodings
 from spark_jobs.feature_types import (
     ARRAY,
     MAP,
@@ -400,5 +401,6 @@ def fit(frame: DataFrame, job: JobConfig, model_date: str, *, cuts: bool = False
         primary_keys=tuple(job.feature.primary_keys),
         labels=tuple(job.feature.labels),
         buckets=tuple(buckets),
+        label_encodings=fit_label_encodings(frame, job, f"the raw table fitted for {model_date}"),
     )
     return Fit(fmap, Normalizers(fmap.checksum, fitted), columns, stats, vocabs)

@@ -314,9 +314,29 @@ def encoded_with(config: JobConfig) -> str | None:
     return str(doc["model_date"])
 
 
-def encoding_record(fmap: Partition, checksum: str) -> str:
-    """The :data:`ENCODING_FILE` document encode writes beside its encoded table."""
-    return json.dumps({"model_date": fmap.date, "fmap": fmap.uri, "fmap_checksum": checksum})
+def encoding_record(
+    fmap: Partition, checksum: str, unseen_labels: dict[str, Any] | None = None
+) -> str:
+    """The :data:`ENCODING_FILE` document encode writes beside its encoded table.
+
+    :param unseen_labels: per multiclass label, the rows (and most common values)
+        the fmap's classes do not know: ``{label: {"rows": n, "values": {value: n}}}``.
+    """
+    doc: dict[str, Any] = {"model_date": fmap.date, "fmap": fmap.uri, "fmap_checksum": checksum}
+    if unseen_labels:
+        doc["unseen_labels"] = unseen_labels
+    return json.dumps(doc)
+
+
+def unseen_labels_of(encoded: str) -> dict[str, Any]:
+    """What :func:`encoding_record` recorded as unseen labels for an encoded partition
+    (``{}`` when nothing was, or the record is missing)."""
+    from dlflow_airflow.contract import storage
+
+    record = f"{encoded}/{ENCODING_FILE}"
+    if not storage.exists(record):
+        return {}
+    return dict(json.loads(storage.read_text(record)).get("unseen_labels", {}))
 
 
 @dataclass(frozen=True)

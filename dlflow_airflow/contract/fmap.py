@@ -40,6 +40,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dlflow_airflow.contract.tasks import Head, LabelEncoding, default_encodings, heads_of
+
 FMAP_FILE = "fmap.json"
 NORMALIZERS_FILE = "normalizers.json"
 FORMAT_VERSION = 2
@@ -169,6 +171,9 @@ class FeatureMap:
     labels: tuple[str, ...]
     buckets: tuple[Bucket, ...]
     format: int = FORMAT_VERSION
+    label_encodings: tuple[LabelEncoding, ...] = ()
+    """How each label is encoded (fitted since multi-class models; empty in older
+    fmaps, whose labels are numbers written as they are)."""
 
     @property
     def id_layout(self) -> IdLayout:
@@ -191,6 +196,18 @@ class FeatureMap:
                 return feature
         raise KeyError(f"no feature {name!r} in the fmap of {self.feature_tag}/{self.model_date}")
 
+    def heads(self, task: str) -> list[Head]:
+        """The heads of a ``task`` model trained on this fmap's labels.
+
+        :raises TaskError: the labels were encoded for another task.
+        """
+        encodings = self.label_encodings or default_encodings(self.labels, task)
+        return heads_of(task, encodings)
+
+    def label_encoding(self, name: str) -> LabelEncoding | None:
+        """How label ``name`` is encoded (None: written as it is)."""
+        return next((e for e in self.label_encodings if e.name == name), None)
+
     def input_columns(self) -> list[str]:
         """The encoded-table columns a model reads, in a stable order."""
         cols: list[str] = []
@@ -210,6 +227,8 @@ class FeatureMap:
             "labels": list(self.labels),
             "buckets": [_bucket_dict(b) for b in self.buckets],
         }
+        if self.label_encodings:  # absent before: older fmaps keep their checksum
+            body["label_encodings"] = [e.to_dict() for e in self.label_encodings]
         body["checksum"] = _checksum(body)
         return body
 
@@ -251,6 +270,9 @@ class FeatureMap:
                 labels=tuple(data["labels"]),
                 buckets=buckets,
                 format=int(data["format"]),
+                label_encodings=tuple(
+                    LabelEncoding.from_dict(e) for e in data.get("label_encodings", ())
+                ),
             )
         except FmapError as exc:
             raise FmapError(f"{source}: {exc}") from None

@@ -6,8 +6,10 @@ model's builder is a callable or an import string ``"package.module:function"``
 resolved only when the model is built, so reading the catalogue never loads
 TensorFlow.
 
-Built-ins: ``dnn_binary_classifier``, ``dnn_regressor`` (DLFlow's) and
-``deepfm``, built by :mod:`tf_jobs.models`. A user model is a
+Built-ins, built by :mod:`tf_jobs.models`: ``dnn_binary_classifier``,
+``dnn_regressor`` (DLFlow's), ``deepfm``, ``dnn_classifier`` (multi-class
+softmax, DLFlow's iris/MNIST), ``dnn_multilabel_classifier`` (one sigmoid per
+label) and ``dnn_multitask`` (a shared bottom or MMoE, one head per label). A user model is a
 :class:`ModelSpec` named in YAML as ``package.module:ATTR`` or registered under
 the entry-point group ``dlflow_airflow.models``::
 
@@ -30,13 +32,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from dlflow_airflow.contract.plugins import PluginLookupError, lookup
+from dlflow_airflow.contract.tasks import (
+    BINARY,
+    MULTICLASS,
+    MULTILABEL,
+    MULTITASK,
+    REGRESSION,
+    TASKS,
+)
 
 if TYPE_CHECKING:
     from dlflow_airflow.contract.fmap import FeatureMap
 
 ENTRY_POINT_GROUP = "dlflow_airflow.models"
-BINARY = "binary"
-REGRESSION = "regression"
 
 TRAIN_DEFAULTS: dict[str, Any] = {"epochs": 3, "batch_size": 512}
 """Parameters every model takes (read by the train job, whatever the builder)."""
@@ -77,7 +85,9 @@ class ModelSpec:
         string ``"package.module:function"`` of one (imported when building).
     :param defaults: the builder's own parameters and their defaults; the
         type of each default is the accepted type.
-    :param task: the label kind it learns (``binary`` labels must be 0/1).
+    :param task: what it learns, one of :data:`~dlflow_airflow.contract.tasks.TASKS`
+        (binary, regression, multiclass, multilabel, multitask); the label checks,
+        loss, metrics and predict's columns key on it.
     :param validate: optional range checks on the resolved parameters; raises
         :class:`ModelConfigError` (``param=`` names the parameter) or ValueError.
     """
@@ -87,6 +97,12 @@ class ModelSpec:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     task: str = BINARY
     validate: Validator | None = None
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ModelConfigError(
+                f"model {self.name!r}: unknown task {self.task!r}; tasks: {', '.join(TASKS)}"
+            )
 
     def accepted(self) -> dict[str, Any]:
         """Every parameter this model takes, with its default."""
@@ -307,5 +323,52 @@ register_model(
         defaults=DNN_DEFAULTS,
         task=BINARY,
         validate=_dnn_ranges,
+    )
+)
+
+MULTITASK_DEFAULTS: dict[str, Any] = {
+    **DNN_DEFAULTS,
+    "head_units": [16],
+    "experts": 0,
+    "expert_units": [32],
+}
+"""``dnn_multitask``: ``experts`` 0 is a shared bottom (``hidden_units``), N > 0 is MMoE
+(Ma et al. 2018): N experts of ``expert_units`` and one softmax gate per head."""
+
+
+def _multitask_ranges(params: Mapping[str, Any]) -> None:
+    _dnn_ranges(params)
+    for key in ("head_units", "expert_units"):
+        if any(units < 1 for units in params[key]):
+            raise ModelConfigError(f"{key} must be positive, got {params[key]}", param=key)
+    if params["experts"] < 0:
+        raise ModelConfigError(f"experts must be >= 0, got {params['experts']}", param="experts")
+
+
+register_model(
+    ModelSpec(
+        name="dnn_classifier",
+        build="tf_jobs.models:build_dnn_classifier",
+        defaults=DNN_DEFAULTS,
+        task=MULTICLASS,
+        validate=_dnn_ranges,
+    )
+)
+register_model(
+    ModelSpec(
+        name="dnn_multilabel_classifier",
+        build="tf_jobs.models:build_dnn_multilabel_classifier",
+        defaults=DNN_DEFAULTS,
+        task=MULTILABEL,
+        validate=_dnn_ranges,
+    )
+)
+register_model(
+    ModelSpec(
+        name="dnn_multitask",
+        build="tf_jobs.models:build_dnn_multitask",
+        defaults=MULTITASK_DEFAULTS,
+        task=MULTITASK,
+        validate=_multitask_ranges,
     )
 )

@@ -93,12 +93,17 @@ class FeatureSpec(StrictModel):
 
 
 class ModelSpec(StrictModel):
-    """Which model is trained and used; ``date`` is same | latest | YYYY-MM-DD."""
+    """Which model is trained and used; ``date`` is same | latest | YYYY-MM-DD.
+
+    :param heads: a multitask model's head kinds, ``{label: binary | regression}``
+        (a label not named is binary); see :mod:`dlflow_airflow.contract.tasks`.
+    """
 
     tag: Tag
     name: str = "dnn_binary_classifier"
     date: str = "same"
     params: dict[str, Any] = {}
+    heads: dict[Name, str] = {}
 
     @field_validator("date", mode="before")
     @classmethod

@@ -8,6 +8,7 @@ and placeholder paths, and the task graph. Nothing here imports Airflow.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from dlflow_airflow.contract.artifacts import (
     CHAMPION_FEATURE,
     ENCODED_FEATURE,
     EVALUATE_RESULT,
+    FMAP,
+    TRAINED_MODEL,
     StageRef,
     gated_tags,
     latest_conflict_message,
@@ -30,7 +33,7 @@ from dlflow_airflow.contract.models import (
     resolve_params,
 )
 from dlflow_airflow.contract.options import path_templates
-from dlflow_airflow.contract.schema import ModelSpec
+from dlflow_airflow.contract.tasks import label_problems
 from dlflow_airflow.pipeline.errors import Issue, PipelineError, SpecError
 from dlflow_airflow.pipeline.graph import Edge, StageTags, build_edges, topological_order
 from dlflow_airflow.pipeline.kinds import resolve_kind
@@ -77,7 +80,7 @@ class Pipeline:
     def from_data(cls, data: Any, *, source: str) -> Pipeline:
         spec = parse_spec(data, source)
         stages, issues = resolve_stages(spec, source)
-        issues = [*model_issues(spec.model), *spark_conf_issues(spec), *issues]
+        issues = [*model_issues(spec, stages), *spark_conf_issues(spec), *issues]
         if issues:
             raise SpecError(source, issues)
         check_model_date(spec, stages, source)
@@ -215,11 +218,13 @@ def resolve_stages(spec: PipelineSpec, source: str) -> tuple[dict[str, Stage], l
     return stages, issues
 
 
-def model_issues(model: ModelSpec) -> list[Issue]:
-    """``model.name`` is in the model catalogue and ``model.params`` suit it.
+def model_issues(spec: PipelineSpec, stages: Mapping[str, Stage]) -> list[Issue]:
+    """``model.name`` is in the model catalogue, ``model.params`` suit it, and the
+    labels and ``model.heads`` suit its task (:func:`label_issues`).
 
     A ``package.module:ATTR`` model's module is imported here (TensorFlow is not).
     """
+    model = spec.model
     try:
         found = get_model(model.name)
     except ModelConfigError as exc:
@@ -230,7 +235,24 @@ def model_issues(model: ModelSpec) -> list[Issue]:
         return [_param_issue(problem) for problem in exc.problems]
     except Exception as exc:  # a user model's validate failed: its message, not a traceback
         return [Issue("model.params", f"model {model.name!r}: {type(exc).__name__}: {exc}")]
-    return []
+    return label_issues(spec, found.task, stages)
+
+
+LABEL_READERS = (FMAP, TRAINED_MODEL, EVALUATE_RESULT)
+"""A stage producing one of these reads the labels (fits their encoding, learns, scores)."""
+
+
+def label_issues(spec: PipelineSpec, task: str, stages: Mapping[str, Stage]) -> list[Issue]:
+    """``feature.labels`` and ``model.heads`` against the model's task: checked when the
+    pipeline fits an fmap, trains or evaluates, or names labels or heads at all."""
+    labels, heads = spec.feature.labels, spec.model.heads
+    learns = any(tag in stage.produces for stage in stages.values() for tag in LABEL_READERS)
+    if not (learns or labels or heads):
+        return []
+    return [
+        Issue("model.heads" if problem.startswith("model.heads") else "feature.labels", problem)
+        for problem in label_problems(task, labels, heads)
+    ]
 
 
 def _param_issue(problem: ModelConfigError) -> Issue:

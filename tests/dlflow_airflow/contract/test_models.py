@@ -27,8 +27,19 @@ EXAMPLE = "examples.wide_and_deep:WIDE_AND_DEEP"
 
 
 def test_built_ins_declare_params_defaults_and_task() -> None:
-    assert sorted(MODELS) == ["deepfm", "dnn_binary_classifier", "dnn_regressor"]
+    assert sorted(MODELS) == [
+        "deepfm",
+        "dnn_binary_classifier",
+        "dnn_classifier",
+        "dnn_multilabel_classifier",
+        "dnn_multitask",
+        "dnn_regressor",
+    ]
     assert get_model("dnn_regressor").task == REGRESSION
+    assert [get_model(n).task for n in ("dnn_classifier", "dnn_multitask")] == [
+        "multiclass",
+        "multitask",
+    ]
     assert get_model("deepfm").accepted() == {
         **TRAIN_DEFAULTS,
         "hidden_units": [64, 32],

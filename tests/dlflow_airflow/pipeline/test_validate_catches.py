@@ -55,6 +55,14 @@ def _model(**fields: Any) -> Callable[[Doc], Doc]:
     return mutate
 
 
+def _labels(labels: list[str]) -> Callable[[Doc], Doc]:
+    def mutate(doc: Doc) -> Doc:
+        doc["feature"]["labels"] = labels
+        return doc
+
+    return mutate
+
+
 def _top(**fields: Any) -> Callable[[Doc], Doc]:
     def mutate(doc: Doc) -> Doc:
         doc.update(fields)
@@ -78,7 +86,8 @@ CATCHES = [
         _model(name="dnn_binary_clasifier"),
         "model.name",
         "unknown model 'dnn_binary_clasifier'; known models: deepfm, dnn_binary_classifier, "
-        "dnn_regressor; did you mean 'dnn_binary_classifier'?",
+        "dnn_classifier, dnn_multilabel_classifier, dnn_multitask, dnn_regressor; "
+        "did you mean 'dnn_binary_classifier'?",
     ),
     (
         "unknown model param",
@@ -123,6 +132,41 @@ CATCHES = [
         _model(name="no_such_pkg_x.models:MODEL"),
         "model.name",
         "cannot import module 'no_such_pkg_x.models'",
+    ),
+    (
+        "a binary model with two labels",
+        _labels(["click", "buy"]),
+        "feature.labels",
+        "a binary model learns exactly one label; feature.labels has 2 (click, buy); "
+        "several labels need a multilabel or multitask model",
+    ),
+    (
+        "a multiclass model without a label",
+        lambda doc: _labels([])(_model(name="dnn_classifier")(doc)),
+        "feature.labels",
+        "a multiclass model learns exactly one label; feature.labels has 0 (none)",
+    ),
+    (
+        "heads for a model that is not multitask",
+        _model(heads={"label": "regression"}),
+        "model.heads",
+        "model.heads is read by multitask models only; this one is binary",
+    ),
+    (
+        "a head that is not a label",
+        lambda doc: _labels(["click", "gmv"])(
+            _model(name="dnn_multitask", heads={"gvm": "regression"})(doc)
+        ),
+        "model.heads",
+        "model.heads.gvm: not one of feature.labels ['click', 'gmv']",
+    ),
+    (
+        "a head kind that does not exist",
+        lambda doc: _labels(["click", "gmv"])(
+            _model(name="dnn_multitask", heads={"gmv": "multiclass"})(doc)
+        ),
+        "model.heads",
+        "model.heads.gmv: 'multiclass' is not one of binary, regression",
     ),
     (
         "unset variable in the workspace",
