@@ -190,16 +190,23 @@ def main() -> None:
         memory = tf.data.Dataset.from_tensor_slices(tensors).batch(args.batch_size).cache()
         baseline = measure("in-memory tensors", memory.prefetch(2), fmap, params, args.rows)
 
-        source = inputs.open_encoded(parquet_uri, fmap, "label")
-        parquet_ds = inputs.make_dataset(source, fmap, "label", options, rows=args.rows)
+        heads = fmap.heads("binary")
+        source = inputs.open_encoded(parquet_uri, fmap, heads)
+        parquet_ds = inputs.make_dataset(
+            source, fmap, heads, options, rows=args.rows, task="binary"
+        )
         parquet = measure("parquet (ours)", parquet_ds, fmap, params, args.rows)
 
         records = tfrecord_input.open_tfrecord(tfrecord_uri)
-        records_ds = tfrecord_input.make_dataset(records, fmap, "label", options, rows=args.rows)
+        records_ds = tfrecord_input.make_dataset(
+            records, fmap, heads, options, rows=args.rows, task="binary"
+        )
         tfrecord = measure("tfrecord (ours)", records_ds, fmap, params, args.rows)
 
         shuffled = inputs.InputOptions(batch_size=args.batch_size, shuffle=True, seed=7)
-        shuffled_ds = inputs.make_dataset(source, fmap, "label", shuffled, rows=args.rows)
+        shuffled_ds = inputs.make_dataset(
+            source, fmap, heads, shuffled, rows=args.rows, task="binary"
+        )
         parquet_shuffled = measure("parquet, shuffled", shuffled_ds, fmap, params, args.rows)
 
     print(f"parquet / in-memory:          {parquet / baseline:.2f}x (goal >= 0.90x)")

@@ -25,7 +25,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
 
 from dlflow_airflow.contract import storage
 from dlflow_airflow.contract.artifacts import (
@@ -144,13 +145,14 @@ def encode(
     raw_uri = io.get(RAW_FEATURE).uri
     raw = read_raw(spark, job, raw_uri)
     fmap, normalizers, profile = load_or_fit(raw, job, femodel, reuse, raw_uri)
+    output = io.get(ENCODED_FEATURE).uri
+    tfrecord = io.get(TFRECORD_FEATURE).uri if io.has(TFRECORD_FEATURE) else None
+    skipped = "the fmap was fitted by this run" if not reuse else "not asked"
     drifted = (
         drift.measure(raw, job, femodel, fmap, profile)
         if reuse and measure_drift
-        else drift.Drift(skipped="the fmap was fitted by this run" if not reuse else "not asked")
+        else drift.Drift(skipped=skipped)
     )
-    output = io.get(ENCODED_FEATURE).uri
-    tfrecord = io.get(TFRECORD_FEATURE).uri if io.has(TFRECORD_FEATURE) else None
     with Staging() as staging:
         if not reuse:  # committed first: an encoded table never names a missing fmap
             folder = staging.folder(femodel.uri)
@@ -159,17 +161,20 @@ def encode(
             if profile is not None:
                 profile.save(folder)
         folder = staging.folder(output)
-        encode_frame(spark, raw, fmap, normalizers).write.parquet(folder)
+        # Counted as it is written (no second read of the table).
+        written = Observation("encoded")
+        encoded = encode_frame(spark, raw, fmap, normalizers)
+        encoded.observe(written, F.count(F.lit(1)).alias("rows")).write.parquet(folder)
+        rows = written.get["rows"]
         # Which fmap encoded it: the readers of this partition use that model (one per run).
         unseen = unseen_labels(raw, fmap) if reuse else {}  # a fit knows all its labels
         record = encoding_record(femodel, fmap.checksum, unseen)
         storage.write_text(f"{folder}/{ENCODING_FILE}", record)
         if drifted.report is not None:
             storage.write_text(f"{folder}/{DRIFT_FILE}", drifted.report.to_json())
-        encoded = spark.read.parquet(folder)
-        rows = encoded.count()
         if tfrecord is not None:
-            write_tfrecord(encoded, staging.folder(tfrecord), options.tfrecord_compression, rows)
+            table = spark.read.parquet(folder)
+            write_tfrecord(table, staging.folder(tfrecord), options.tfrecord_compression, rows)
         champion = encode_champion(spark, job, io, raw, staging)
         staging.commit()
     log.info("encoded %d rows into %s (fmap %s, reused=%s)", rows, output, femodel.uri, reuse)

@@ -12,10 +12,27 @@ Scoring runs in ``mapInArrow`` tasks. Each Python worker loads the model once
 Spark reuses its Python workers; each Arrow batch goes to the model whole
 (``tf_jobs.batches.inputs_from_arrow``), never row by row.
 
-Output: the primary keys, one column
-per model output named after it (``float``, or ``array<float>`` for an output
-wider than one), then the ``pass_through`` columns. The partition is
-committed only when it holds exactly the input's rows.
+Output: the primary keys, the prediction columns, then the ``pass_through``
+columns. The prediction columns key on the model's task (the manifest's
+``task``; the model catalogue's for a model without one):
+
+- binary, regression: one column per model output, named after it (``float``,
+  or ``array<float>`` for an output wider than one). The built-in models have
+  one output, ``score``; a user model's outputs keep their own names.
+- multiclass, multilabel, multitask: one set of columns per head
+  (:func:`~dlflow_airflow.contract.tasks.prediction_columns`): ``score_<label>``
+  per binary or regression head; per multiclass head one probability column per
+  class (``<label>_<class>``) and ``<label>_predicted``, the most probable class
+  decoded to the label's own value (``string`` or ``bigint``). The model's
+  outputs must fit the heads (:func:`tf_jobs.heads.split_outputs`).
+
+A ``pass_through`` column that is a multiclass label (an int class index in the
+encoded table) is decoded back to its class value; a value the fit never saw
+(:data:`~dlflow_airflow.contract.tasks.UNSEEN_CLASS`) becomes null.
+
+The driver checks the model's inputs and outputs against the fmap, the heads
+and the encoded table before any task starts. The partition is committed only
+when it holds exactly the input's rows.
 
 Options: :class:`dlflow_airflow.contract.options.PredictOptions`.
 """
@@ -25,10 +42,11 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+import numpy as np
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
@@ -42,13 +60,24 @@ from dlflow_airflow.contract.artifacts import (
     gate_block,
     stage_io,
 )
-from dlflow_airflow.contract.fmap import FeatureMap
+from dlflow_airflow.contract.fmap import FeatureMap, FmapError
 from dlflow_airflow.contract.jobconf import JobConfig
+from dlflow_airflow.contract.models import get_model
 from dlflow_airflow.contract.options import PredictOptions
+from dlflow_airflow.contract.tasks import (
+    BINARY,
+    MULTICLASS,
+    REGRESSION,
+    UNSEEN_CLASS,
+    Head,
+    TaskError,
+    prediction_columns,
+)
 from spark_jobs.paths import Staging, require_complete
 from spark_jobs.read_errors import naming_bad_files
 from spark_jobs.session import run_job
-from tf_jobs.model_io import ModelNotFoundError, model_file_uri
+from tf_jobs.heads import split_outputs
+from tf_jobs.model_io import ModelNotFoundError, model_file_uri, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +95,132 @@ class ModelOutput:
 
     def spark_type(self) -> T.DataType:
         return T.FloatType() if self.width == 1 else T.ArrayType(T.FloatType(), False)
+
+
+@dataclass(frozen=True)
+class ClassValues:
+    """A multiclass label's classes: index ``i`` decodes to ``classes[i]``,
+    :data:`UNSEEN_CLASS` (and null) to null."""
+
+    label: str
+    classes: tuple[str | int, ...]
+
+    @property
+    def integers(self) -> bool:
+        """Integer classes decode to ``bigint``, any other to ``string``."""
+        return all(isinstance(c, int) and not isinstance(c, bool) for c in self.classes)
+
+    def spark_type(self) -> T.DataType:
+        return T.LongType() if self.integers else T.StringType()
+
+    def decode(self, indices: pa.Array) -> pa.Array:
+        """Class indices as the label's own values.
+
+        :raises PredictError: an index the fmap has no class for (the table was
+            encoded with another fmap).
+        """
+        import pyarrow.compute as pc
+
+        unseen = pc.equal(indices, pa.scalar(UNSEEN_CLASS, indices.type))
+        indices = pc.if_else(unseen, pa.scalar(None, indices.type), indices)
+        bounds = pc.min_max(indices)
+        low, high = bounds["min"].as_py(), bounds["max"].as_py()
+        if low is not None and (low < 0 or high >= len(self.classes)):
+            raise PredictError(
+                f"label {self.label!r} holds class index {low if low < 0 else high}, but its "
+                f"fmap knows {len(self.classes)} classes; the table was encoded with another fmap"
+            )
+        if self.integers:
+            values = pa.array(self.classes, pa.int64())
+        else:
+            values = pa.array([str(c) for c in self.classes], pa.string())
+        return values.take(indices)
+
+
+def class_values(fmap: FeatureMap, columns: Sequence[str]) -> dict[str, ClassValues]:
+    """The multiclass labels among ``columns``, which predict decodes."""
+    found = {}
+    for name in columns:
+        encoding = fmap.label_encoding(name)
+        if encoding is not None and encoding.kind == MULTICLASS:
+            found[name] = ClassValues(name, encoding.classes)
+    return found
+
+
+class PredictionColumns(Protocol):
+    """How a model's outputs become predict's columns (one class per way)."""
+
+    @property
+    def names(self) -> list[str]: ...
+
+    def fields(self) -> list[T.StructField]: ...
+
+    def arrays(self, values: list[np.ndarray], rows: int, model_uri: str) -> list[pa.Array]: ...
+
+
+@dataclass(frozen=True)
+class OutputColumns:
+    """Binary and regression models: one column per model output, named after it."""
+
+    outputs: tuple[ModelOutput, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [out.name for out in self.outputs]
+
+    def fields(self) -> list[T.StructField]:
+        return [T.StructField(out.name, out.spark_type()) for out in self.outputs]
+
+    def arrays(self, values: list[np.ndarray], rows: int, model_uri: str) -> list[pa.Array]:
+        return [
+            output_array(v, out, rows, model_uri)
+            for v, out in zip(values, self.outputs, strict=True)
+        ]
+
+
+@dataclass(frozen=True)
+class HeadColumns:
+    """Multiclass, multilabel and multitask models: the columns of each head
+    (:func:`~dlflow_airflow.contract.tasks.prediction_columns`)."""
+
+    outputs: tuple[ModelOutput, ...]
+    heads: tuple[Head, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return prediction_columns(self.heads)
+
+    def fields(self) -> list[T.StructField]:
+        types: list[T.DataType] = []
+        for head in self.heads:
+            types += [T.FloatType()] * head.width
+            if head.kind == MULTICLASS:
+                types.append(ClassValues(head.label, head.classes).spark_type())
+        return [T.StructField(n, t) for n, t in zip(self.names, types, strict=True)]
+
+    def split(self, values: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Each head's values; a model of several outputs is read by output name.
+
+        :raises FmapError: the outputs do not fit the heads.
+        """
+        if len(values) == 1:
+            return split_outputs(values[0], self.heads)
+        return split_outputs(
+            {out.name: v for out, v in zip(self.outputs, values, strict=True)}, self.heads
+        )
+
+    def arrays(self, values: list[np.ndarray], rows: int, model_uri: str) -> list[pa.Array]:
+        by_head = self.split(values)
+        arrays: list[pa.Array] = []
+        for head in self.heads:
+            head_values = np.asarray(by_head[head.name], np.float32)
+            if head.kind != MULTICLASS:
+                arrays.append(pa.array(head_values.reshape(-1)))
+                continue
+            arrays += [pa.array(np.ascontiguousarray(head_values[:, i])) for i in range(head.width)]
+            predicted = pa.array(head_values.argmax(axis=1), pa.int32())
+            arrays.append(ClassValues(head.label, head.classes).decode(predicted))
+        return arrays
 
 
 @dataclass(frozen=True)
@@ -172,16 +327,17 @@ def score_batches(
     fmap_json: str,
     keys: list[str],
     inputs: list[str],
-    outputs: list[ModelOutput],
+    predictions: PredictionColumns,
     pass_through: list[str],
     tf_threads: int,
 ) -> Iterator[pa.RecordBatch]:
-    """``mapInArrow`` body: keys + every model output + pass-through columns per row."""
+    """``mapInArrow`` body: keys + prediction columns + pass-through columns per row."""
     from tf_jobs.batches import inputs_from_arrow
 
     scorer = cached_scorer(model_uri, tf_threads or _task_cpus())
     fmap = FeatureMap.from_json(fmap_json, source=model_uri)
-    names = [*keys, *(out.name for out in outputs), *pass_through]
+    decoded = class_values(fmap, pass_through)
+    names = [*keys, *predictions.names, *pass_through]
     for batch in batches:
         rows = batch.num_rows
         if rows == 0:
@@ -190,10 +346,11 @@ def score_batches(
         values = scorer({name: features[name] for name in inputs})
         # Keys and pass-through columns go back as Spark sent them (the types it expects).
         columns = [batch.column(key) for key in keys]
+        columns += predictions.arrays(values, rows, model_uri)
         columns += [
-            output_array(v, out, rows, model_uri) for v, out in zip(values, outputs, strict=True)
+            decoded[name].decode(batch.column(name)) if name in decoded else batch.column(name)
+            for name in pass_through
         ]
-        columns += [batch.column(name) for name in pass_through]
         yield pa.RecordBatch.from_arrays(columns, names=names)
 
 
@@ -298,7 +455,7 @@ def check_inputs(
 
 
 def check_output_columns(
-    keys: list[str], outputs: list[ModelOutput], pass_through: list[str], encoded: DataFrame
+    keys: list[str], predictions: list[str], pass_through: list[str], encoded: DataFrame
 ) -> None:
     """Pass-through columns must exist, and no two output columns may share a name."""
     missing = [name for name in pass_through if name not in encoded.columns]
@@ -310,14 +467,14 @@ def check_output_columns(
     seen: dict[str, str] = {}
     for role, names in (
         ("primary key", keys),
-        ("model output", [out.name for out in outputs]),
+        ("prediction column", predictions),
         ("pass-through column", pass_through),
     ):
         for name in names:
             if name in seen:
                 raise PredictError(
                     f"output column {name!r} would be both a {seen[name]} and a {role}; "
-                    "rename the model output or drop it from pass_through"
+                    "rename the model output (or the label) or drop it from pass_through"
                 )
             seen[name] = role
 
@@ -327,23 +484,27 @@ def score_frame(
     fmap: FeatureMap,
     model_uri: str,
     inputs: list[str],
-    outputs: list[ModelOutput],
+    predictions: PredictionColumns,
     options: PredictOptions | None = None,
 ) -> DataFrame:
-    """``encoded`` scored in ``mapInArrow`` tasks: keys, model outputs, pass-through columns."""
+    """``encoded`` scored in ``mapInArrow`` tasks: keys, predictions, pass-through columns."""
     options = options or PredictOptions()
     keys = list(fmap.primary_keys)
     passed = list(options.pass_through)
+    decoded = class_values(fmap, passed)
     fields = [encoded.schema[k] for k in keys]
-    fields += [T.StructField(out.name, out.spark_type()) for out in outputs]
-    fields += [encoded.schema[name] for name in passed]
+    fields += predictions.fields()
+    fields += [
+        T.StructField(name, decoded[name].spark_type()) if name in decoded else encoded.schema[name]
+        for name in passed
+    ]
     scorer = functools.partial(
         score_batches,
         model_uri=model_uri,
         fmap_json=fmap.to_json(),
         keys=keys,
         inputs=inputs,
-        outputs=outputs,
+        predictions=predictions,
         pass_through=passed,
         tf_threads=options.tf_threads,
     )
@@ -351,11 +512,55 @@ def score_frame(
     return encoded.select(*columns).mapInArrow(scorer, T.StructType(fields))
 
 
+def model_task(job: JobConfig, model_uri: str) -> str:
+    """The model's task: its manifest's, else the catalogue's for ``model.name``
+    (a model committed without a manifest)."""
+    try:
+        task = read_manifest(model_uri).get("task")
+    except ModelNotFoundError:
+        task = None
+    return task or get_model(job.model.name).task
+
+
+def prediction_layout(
+    task: str, outputs: list[ModelOutput], fmap: FeatureMap, paths: PredictIO
+) -> PredictionColumns:
+    """How a ``task`` model's outputs become columns, its outputs checked against its heads.
+
+    Binary and regression models keep one column per output; every other task
+    writes its heads' columns, so its outputs must fit them (count, names, widths).
+
+    :raises PredictError: the fmap's labels do not suit the task, or the outputs
+        do not fit the heads.
+    """
+    if task in (BINARY, REGRESSION):
+        return OutputColumns(tuple(outputs))
+    try:
+        heads = tuple(fmap.heads(task))
+        prediction_columns(heads)  # two classes of one label may make one column name
+    except TaskError as exc:
+        raise PredictError(
+            f"model {paths.model} ({task}) with fmap {paths.femodel}: {exc}"
+        ) from None
+    layout = HeadColumns(tuple(outputs), heads)
+    # Outputs of one row each, split as the tasks will split every batch.
+    probe = [np.zeros((1, out.width), np.float32) for out in outputs]
+    try:
+        layout.split(probe)
+    except FmapError as exc:
+        shapes = ", ".join(f"{out.name} ({out.width} wide)" for out in outputs)
+        raise PredictError(
+            f"model {paths.model} ({task}) has outputs {shapes}, which do not fit the heads "
+            f"of fmap {paths.femodel}: {exc}"
+        ) from None
+    return layout
+
+
 def check_model_fits(
-    fmap: FeatureMap, encoded: DataFrame, paths: PredictIO, passed: list[str]
-) -> tuple[list[str], list[ModelOutput]]:
+    fmap: FeatureMap, encoded: DataFrame, paths: PredictIO, passed: list[str], task: str
+) -> tuple[list[str], PredictionColumns]:
     """On the driver, before any task starts: the model's inputs and outputs, checked
-    against the fmap and the encoded table."""
+    against the fmap, the ``task``'s heads and the encoded table."""
     from tf_jobs.model_io import load_model
 
     keys = list(fmap.primary_keys)
@@ -364,10 +569,10 @@ def check_model_fits(
         raise PredictError(f"the encoded table {paths.encoded} has no key column(s) {missing_keys}")
     model = load_model(paths.model)
     inputs = model_inputs(model, fmap)
-    outputs = model_outputs(model)
     check_inputs(inputs, fmap, encoded, paths)
-    check_output_columns(keys, outputs, passed, encoded)
-    return list(inputs), outputs
+    predictions = prediction_layout(task, model_outputs(model), fmap, paths)
+    check_output_columns(keys, predictions.names, passed, encoded)
+    return list(inputs), predictions
 
 
 def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
@@ -381,7 +586,8 @@ def predict(spark: SparkSession, job: JobConfig, paths: PredictIO) -> dict[str, 
     options: PredictOptions = job.options
     fmap = FeatureMap.load(paths.femodel)
     encoded = spark.read.parquet(paths.encoded)
-    inputs, outputs = check_model_fits(fmap, encoded, paths, list(options.pass_through))
+    task = model_task(job, paths.model)
+    inputs, predictions = check_model_fits(fmap, encoded, paths, list(options.pass_through), task)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(options.batch_size))
     expected = encoded.count()
     if expected == 0 and not options.allow_empty:
@@ -389,7 +595,7 @@ def predict(spark: SparkSession, job: JobConfig, paths: PredictIO) -> dict[str, 
             f"the encoded partition {paths.encoded} has no rows; nothing to predict. "
             "Set the predict option allow_empty: true to commit an empty prediction instead"
         )
-    scored = score_frame(encoded, fmap, paths.model, inputs, outputs, options)
+    scored = score_frame(encoded, fmap, paths.model, inputs, predictions, options)
     with Staging() as staging:
         folder = staging.folder(paths.output)
         scored.write.parquet(folder)

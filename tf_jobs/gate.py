@@ -10,21 +10,31 @@ champion, the blessed model of the same tag scored on the same rows: the
 challenger misses when it is worse than the champion by more than the drop,
 worse meaning lower or higher as :data:`~dlflow_airflow.contract.options.METRIC_DIRECTION`
 says. Without a champion (the tag's first model) only ``min``/``max`` apply.
+
+A model with several heads (multilabel, multitask) is gated head by head:
+``gate: {click.auc: {min: 0.7}, revenue.mse: {max: 4}}``, the metrics being
+flattened to ``<head>.<metric>`` (:func:`~dlflow_airflow.contract.tasks.metric_key`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dlflow_airflow.contract.options import METRIC_DIRECTION
+from dlflow_airflow.contract.options import metric_direction, metric_name
+from dlflow_airflow.contract.tasks import Head
 
 DROP = "max_drop_vs_blessed"
 
 
 class GateMissedError(RuntimeError):
     """The model missed the gate and the stage is set to fail (``gate_miss: fail``)."""
+
+
+class GateKeyError(ValueError):
+    """A gate key names no head of the model (or a bare metric of a model with several)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,7 @@ class Miss:
             return f"{self.metric} was not computed (needs {self.bound} {self.limit:g})"
         if self.bound == DROP:
             assert self.champion is not None
-            higher = METRIC_DIRECTION[self.metric] == "higher"
+            higher = metric_direction(self.metric) == "higher"
             sign, op = ("<", "-") if higher else (">", "+")
             return (
                 f"{self.metric} {self.value:.4f} {sign} champion's {self.champion:.4f} {op} "
@@ -114,7 +124,33 @@ def drop_miss(metric: str, value: float | None, drop: float, champion: Champion)
         return None
     if value is None:
         return Miss(metric, None, DROP, drop, float(best), champion.model_date)
-    higher = METRIC_DIRECTION[metric] == "higher"
+    higher = metric_direction(metric) == "higher"
     if (value >= best - drop) if higher else (value <= best + drop):
         return None
     return Miss(metric, float(value), DROP, drop, float(best), champion.model_date)
+
+
+def check_gate_keys(gate: Mapping[str, Any], heads: Sequence[Head]) -> None:
+    """Refuse gate keys that cannot address the model's heads, before anything is scored.
+
+    A one-head model takes bare metrics (``auc``); one with several takes
+    ``<head>.<metric>`` (``click.auc``), and bare ``rows``.
+
+    :raises GateKeyError: naming the keys and the heads the model has.
+    """
+    names = [head.name for head in heads]
+    problems = []
+    for key in sorted(gate):
+        head = key[: -len(metric_name(key)) - 1] if "." in key else None
+        if len(heads) == 1 and head is not None:
+            problems.append(f"{key}: this model has one head; name the metric alone")
+        elif len(heads) > 1 and head is None and key != "rows":
+            problems.append(f"{key}: this model has several heads; name one ({names[0]}.{key})")
+        elif len(heads) > 1 and head is not None and head not in names:
+            close = difflib.get_close_matches(head, names, n=1)
+            hint = f"; did you mean {close[0]}.{metric_name(key)}?" if close else ""
+            problems.append(f"{key}: no head {head!r}{hint}")
+    if problems:
+        raise GateKeyError(
+            f"gate keys do not fit the model's heads {names}: " + "; ".join(problems)
+        )

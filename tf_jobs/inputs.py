@@ -7,30 +7,39 @@ batches, so no Python code ever runs per row and ``tf.data`` only sees
 ready-made training batches. A part file that cannot be read (truncated or
 corrupt) is a :class:`CorruptFileError` naming the partition and the file.
 
+Labels are fed per the model's heads (:mod:`tf_jobs.heads`): ``(rows, 1)`` for
+one head (int32 class indices for multiclass), ``(rows, n)`` for multilabel,
+``{label: (rows, 1)}`` for multitask.
+
 Example::
 
-    source = open_encoded(layout.encoded("ctr_v1", "2026-01-01"), fmap, "label")
-    dataset = make_dataset(source, fmap, "label", InputOptions(batch_size=512, shuffle=True))
+    heads = fmap.heads("binary")
+    source = open_encoded(layout.encoded("ctr_v1", "2026-01-01"), fmap, heads)
+    dataset = make_dataset(source, fmap, heads, InputOptions(batch_size=512, shuffle=True),
+                           task="binary")
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.artifacts import ENCODING_FILE, unseen_labels_of
 from dlflow_airflow.contract.fmap import FeatureMap
-from tf_jobs.batches import input_specs, inputs_from_arrow, labels_from_arrow
+from dlflow_airflow.contract.tasks import BINARY, MULTICLASS, UNSEEN_CLASS, Head
+from tf_jobs import heads as head_labels
+from tf_jobs.batches import input_specs, inputs_from_arrow
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -46,6 +55,10 @@ READ_BATCH_ROWS = 65_536
 GROUP_BATCHES = 16
 # What pyarrow raises for a file it cannot read (bad magic bytes, corrupt pages...).
 READ_ERRORS: tuple[type[BaseException], ...] = (pa.ArrowException, OSError)
+
+Labels = head_labels.Labels
+Batch = tuple[dict[str, np.ndarray], Labels]
+"""One batch: the model's inputs by name, and its labels (see :mod:`tf_jobs.heads`)."""
 
 
 class EncodedDataError(ValueError):
@@ -104,19 +117,90 @@ class EncodedSource:
 
 
 @dataclass(frozen=True)
+class LabelStats:
+    """What one scan found in one label column.
+
+    :param total: the sum of the labels (the positives of a 0/1 label).
+    :param values: distinct values, at most :data:`MAX_DISTINCT_LABELS` of them.
+    :param class_rows: multiclass: rows per class index ``0 .. classes - 1``.
+    :param invalid: multiclass: ``(value, rows)`` of every value that is no class
+        index (:data:`~dlflow_airflow.contract.tasks.UNSEEN_CLASS`, out of range, fractional).
+    """
+
+    label: str
+    kind: str
+    total: float
+    values: tuple[float, ...]
+    class_rows: tuple[int, ...] = ()
+    invalid: tuple[tuple[float, int], ...] = ()
+
+
+@dataclass(frozen=True)
 class LabelSummary:
-    """Facts about the label column found by one columnar scan."""
+    """Facts about the label columns found by one columnar scan, one entry per head."""
 
     rows: int
-    positives: float
-    values: tuple[float, ...]  # distinct values, at most MAX_DISTINCT_LABELS of them
+    labels: tuple[LabelStats, ...]
+
+    def of(self, label: str) -> LabelStats:
+        return next(stats for stats in self.labels if stats.label == label)
 
 
 MAX_DISTINCT_LABELS = 20
+_NUMBER_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean)
 
 
-def open_encoded(uri: str, fmap: FeatureMap, label: str | None = None) -> EncodedSource:
-    """Open a complete encoded partition and check it has the fmap's columns.
+@dataclass
+class LabelTally:
+    """Accumulates :class:`LabelStats` over batches of label values (Parquet or TFRecord)."""
+
+    heads: Sequence[Head]
+    rows: int = 0
+    totals: dict[str, float] = field(default_factory=dict)
+    values: dict[str, set[float]] = field(default_factory=dict)
+    class_rows: dict[str, np.ndarray] = field(default_factory=dict)
+    invalid: dict[str, Counter[float]] = field(default_factory=dict)
+
+    def add(self, columns: Mapping[str, np.ndarray]) -> None:
+        """One batch: the values of every head's label column, flat, equally long."""
+        for head in self.heads:
+            values = np.asarray(columns[head.label], dtype=np.float64).reshape(-1)
+            self.totals[head.label] = self.totals.get(head.label, 0.0) + float(values.sum())
+            seen = self.values.setdefault(head.label, set())
+            if len(seen) <= MAX_DISTINCT_LABELS:
+                seen.update(np.unique(values).tolist())
+            if head.kind == MULTICLASS:
+                self._add_classes(head, values)
+        self.rows += len(next(iter(columns.values()))) if columns else 0
+
+    def _add_classes(self, head: Head, values: np.ndarray) -> None:
+        valid = (values >= 0) & (values < head.width) & (values == np.floor(values))
+        counts = np.bincount(values[valid].astype(np.int64), minlength=head.width)
+        self.class_rows[head.label] = self.class_rows.get(head.label, 0) + counts
+        if not valid.all():
+            bad, rows = np.unique(values[~valid], return_counts=True)
+            tally = self.invalid.setdefault(head.label, Counter())
+            tally.update(dict(zip(bad.tolist(), rows.tolist(), strict=True)))
+
+    def summary(self) -> LabelSummary:
+        return LabelSummary(
+            rows=self.rows,
+            labels=tuple(
+                LabelStats(
+                    label=head.label,
+                    kind=head.kind,
+                    total=self.totals.get(head.label, 0.0),
+                    values=tuple(sorted(self.values.get(head.label, ()))),
+                    class_rows=tuple(int(n) for n in self.class_rows.get(head.label, ())),
+                    invalid=tuple(sorted(self.invalid.get(head.label, Counter()).items())),
+                )
+                for head in self.heads
+            ),
+        )
+
+
+def open_encoded(uri: str, fmap: FeatureMap, heads: Sequence[Head] = ()) -> EncodedSource:
+    """Open a complete encoded partition and check it has the fmap's and the heads' columns.
 
     :raises EncodedDataError: no ``_SUCCESS``, no part files, or missing columns;
         :class:`CorruptFileError` when the footer read for the schema fails.
@@ -131,7 +215,7 @@ def open_encoded(uri: str, fmap: FeatureMap, label: str | None = None) -> Encode
     dataset = _dataset(uri)
     if not dataset.files:
         raise EncodedDataError(f"encoded partition {uri} has no part files")
-    wanted = [*input_specs(fmap), *([label] if label else [])]
+    wanted = [*input_specs(fmap), *head_labels.label_columns(heads)]
     missing = [name for name in wanted if name not in dataset.schema.names]
     if missing:
         raise EncodedDataError(
@@ -195,59 +279,127 @@ def _fragment_batches(
         raise CorruptFileError(source.uri, fragment.path, _first_line(exc)) from None
 
 
-def scan_labels(source: EncodedSource, label: str) -> LabelSummary:
-    """Count rows and positives and collect distinct label values, reading one column.
+def scan_labels(source: EncodedSource, heads: Sequence[Head]) -> LabelSummary:
+    """Count rows, sum and collect distinct values of every head's label column, reading
+    those columns only; a multiclass head also counts its classes and invalid indices.
 
-    :raises CorruptFileError: a part file cannot be read.
+    :raises EncodedDataError: a label column has nulls, or is not numeric;
+        :class:`CorruptFileError`: a part file cannot be read.
     """
+    columns = head_labels.label_columns(heads)
+    for name in columns:
+        kind = source.dataset.schema.field(name).type
+        if not (
+            pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+        ):
+            raise EncodedDataError(
+                f"label column {name!r} in {source.uri} holds {kind}, not numbers; "
+                "a label is encoded as a number (a multiclass label as its class index): "
+                "rerun encode with an fmap fitted for this model's task (refit: true)"
+            )
     try:
-        return _scan_labels(source, label)
+        return _scan_labels(source, heads, columns)
     except READ_ERRORS as exc:
         filesystem = source.dataset.filesystem
-        raise unreadable(source.uri, filesystem, source.files, [label], exc) from None
+        raise unreadable(source.uri, filesystem, source.files, columns, exc) from None
 
 
-def _scan_labels(source: EncodedSource, label: str) -> LabelSummary:
-    rows = 0
-    positives = 0.0
-    values: set[float] = set()
-    for batch in source.dataset.to_batches(columns=[label], batch_size=READ_BATCH_ROWS):
-        column = batch.column(0)
-        if column.null_count:
-            raise EncodedDataError(
-                f"label column {label!r} in {source.uri} has null values; "
-                "rows without a label cannot be trained or evaluated"
-            )
-        rows += len(column)
-        positives += float(pc.sum(column).as_py() or 0)
-        if len(values) <= MAX_DISTINCT_LABELS:
-            values.update(float(v) for v in pc.unique(column).to_pylist())
-    return LabelSummary(rows=rows, positives=positives, values=tuple(sorted(values)))
+def _scan_labels(source: EncodedSource, heads: Sequence[Head], columns: list[str]) -> LabelSummary:
+    tally = LabelTally(heads)
+    for batch in source.dataset.to_batches(columns=columns, batch_size=READ_BATCH_ROWS):
+        for name in columns:
+            if batch.column(name).null_count:
+                raise EncodedDataError(
+                    f"label column {name!r} in {source.uri} has null values; "
+                    "rows without a label cannot be trained or evaluated"
+                )
+        tally.add({name: batch.column(name).to_numpy(zero_copy_only=False) for name in columns})
+    return tally.summary()
 
 
-def require_binary(summary: LabelSummary, label: str, uri: str) -> None:
-    """A binary classifier learns from labels 0 and 1 only."""
-    bad = [v for v in summary.values if v not in (0.0, 1.0)]
+def check_labels(summary: LabelSummary, heads: Sequence[Head], uri: str, encoded: str) -> None:
+    """Every head's labels are what its kind learns: 0/1 for a binary head, a class index
+    of the fmap's classes for a multiclass head (regression takes any number).
+
+    :param uri: the scanned partition, named in the errors.
+    :param encoded: the encoded partition whose :data:`ENCODING_FILE` counts the label
+        values the fmap did not know (``unseen_labels``).
+    :raises EncodedDataError: the first head whose labels do not fit.
+    """
+    for head in heads:
+        stats = summary.of(head.label)
+        if head.kind == BINARY:
+            require_binary(stats, uri)
+        elif head.kind == MULTICLASS:
+            require_classes(stats, head, uri, encoded)
+
+
+def require_binary(stats: LabelStats, uri: str) -> None:
+    """A binary head learns from labels 0 and 1 only."""
+    bad = [v for v in stats.values if v not in (0.0, 1.0)]
     if bad:
         shown = ", ".join(f"{v:g}" for v in bad[:MAX_DISTINCT_LABELS])
         raise EncodedDataError(
-            f"label column {label!r} in {uri} has values other than 0 and 1 ({shown}); "
+            f"label column {stats.label!r} in {uri} has values other than 0 and 1 ({shown}); "
             "a binary classifier needs labels in {0, 1}"
         )
 
 
+def require_classes(stats: LabelStats, head: Head, uri: str, encoded: str) -> None:
+    """A multiclass head learns class indices ``0 .. classes - 1`` (encode's)."""
+    if not stats.invalid:
+        return
+    unseen = sum(rows for value, rows in stats.invalid if value == UNSEEN_CLASS)
+    other = [(value, rows) for value, rows in stats.invalid if value != UNSEEN_CLASS]
+    found = []
+    if unseen:
+        found.append(f"{unseen} rows hold a value the fmap did not see at fit")
+    if other:
+        shown = ", ".join(f"{v:g} ({n} rows)" for v, n in other[:MAX_DISTINCT_LABELS])
+        found.append(f"{sum(n for _, n in other)} rows hold no class index ({shown})")
+    record = f"{encoded}/{ENCODING_FILE}"
+    counts = unseen_label_counts(encoded, head.label)
+    where = (
+        f"values: {', '.join(f'{v!r}: {n}' for v, n in counts.items())} (from {record})"
+        if counts
+        else f"per-value counts are in {record} under unseen_labels"
+    )
+    raise EncodedDataError(
+        f"label column {head.label!r} in {uri}: {'; '.join(found)}; the fmap knows "
+        f"{head.width} classes {list(head.classes)}; {where}. Refit the fmap (encode "
+        "option refit: true) on data with every class, or filter those rows out in merge"
+    )
+
+
+def unseen_label_counts(encoded: str, label: str) -> dict[str, int]:
+    """Rows per label value the fmap did not know, as encode recorded them (none: ``{}``)."""
+    try:
+        recorded = unseen_labels_of(encoded).get(label, {})
+    except (OSError, ValueError):
+        return {}  # the error being raised matters more than the record's counts
+    return {str(value): int(rows) for value, rows in recorded.get("values", {}).items()}
+
+
 def iter_arrays(
-    source: EncodedSource, fmap: FeatureMap, label: str, options: InputOptions, epoch: int = 0
-) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+    source: EncodedSource,
+    fmap: FeatureMap,
+    heads: Sequence[Head],
+    options: InputOptions,
+    epoch: int = 0,
+    *,
+    task: str,
+) -> Iterator[Batch]:
     """Yield (inputs, labels) numpy batches of exactly ``batch_size`` rows (the last may be short).
 
+    Labels are shaped for a ``task`` model (:func:`tf_jobs.heads.labels_from_arrow`).
     With ``shuffle`` the part files are visited in a random order and rows are
     permuted inside windows of ``shuffle_buffer`` rows; ``epoch`` varies the
     order between epochs while keeping runs reproducible.
 
     :raises CorruptFileError: a part file cannot be read.
     """
-    columns = [*input_specs(fmap), label]
+    columns = [*input_specs(fmap), *head_labels.label_columns(heads)]
+    by_head = head_labels.by_head(task)
     rng = np.random.default_rng([options.seed, epoch])
     fragments = list(source.dataset.get_fragments())
     if options.shuffle:
@@ -255,38 +407,41 @@ def iter_arrays(
     # Rows gathered before emitting: a shuffle window, or just enough for one batch.
     window = max(options.shuffle_buffer if options.shuffle else 0, options.batch_size)
 
-    pending: list[tuple[dict[str, np.ndarray], np.ndarray]] = []
+    pending: list[Batch] = []
     pending_rows = 0
     for fragment in fragments:
         for batch in _fragment_batches(source, fragment, columns):
             if not batch.num_rows:
                 continue
-            pending.append(_convert(batch, fmap, label))
+            pending.append(_convert(batch, fmap, heads, by_head))
             pending_rows += batch.num_rows
             if pending_rows >= window:
                 chunk = _concat(pending)
+                rows = _rows(chunk)
                 if options.shuffle:
-                    chunk = _take(chunk, rng.permutation(len(chunk[1])))
+                    chunk = _take(chunk, rng.permutation(rows))
                 # Emit whole batches; the tail waits for the next Arrow batch.
-                full = len(chunk[1]) - len(chunk[1]) % options.batch_size
+                full = rows - rows % options.batch_size
                 yield from _split(chunk, 0, full, options.batch_size)
-                pending = [_take(chunk, slice(full, None))] if full < len(chunk[1]) else []
-                pending_rows = len(chunk[1]) - full
+                pending = [_take(chunk, slice(full, None))] if full < rows else []
+                pending_rows = rows - full
     if pending_rows:
         chunk = _concat(pending)
         if options.shuffle:
-            chunk = _take(chunk, rng.permutation(len(chunk[1])))
-        yield from _split(chunk, 0, len(chunk[1]), options.batch_size)
+            chunk = _take(chunk, rng.permutation(_rows(chunk)))
+        yield from _split(chunk, 0, _rows(chunk), options.batch_size)
 
 
 def make_dataset(
     source: EncodedSource,
     fmap: FeatureMap,
-    label: str,
+    heads: Sequence[Head],
     options: InputOptions,
     rows: int | None = None,
+    *,
+    task: str,
 ) -> tf.data.Dataset:
-    """A ``tf.data.Dataset`` of ``(inputs dict, labels[:, 1])`` batches, prefetched.
+    """A ``tf.data.Dataset`` of ``(inputs dict, labels)`` batches for a ``task`` model, prefetched.
 
     Each iteration (each Keras epoch) re-reads the partition with a new
     shuffle order. Pass ``rows`` (from :func:`scan_labels`) so Keras knows the
@@ -296,15 +451,15 @@ def make_dataset(
 
     epochs = itertools.count()
 
-    def generate() -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+    def generate() -> Iterator[Batch]:
         # from_generator calls this once per pass over the data, i.e. once per epoch.
         # Each yield carries a stack of up to GROUP_BATCHES batches: the
         # generator's per-element cost (a Python call under the GIL) is then
         # paid once per group, and unbatch() splits the stack in C++.
-        batches = iter_arrays(source, fmap, label, options, epoch=next(epochs))
-        group: list[tuple[dict[str, np.ndarray], np.ndarray]] = []
+        batches = iter_arrays(source, fmap, heads, options, epoch=next(epochs), task=task)
+        group: list[Batch] = []
         for batch in batches:
-            if group and len(batch[1]) != len(group[0][1]):
+            if group and _rows(batch) != _rows(group[0]):
                 yield _stack(group)
                 group = []
             group.append(batch)
@@ -319,7 +474,7 @@ def make_dataset(
             name: tf.TensorSpec(shape=(None, None, width), dtype=tf.as_dtype(dtype), name=name)
             for name, (dtype, width) in input_specs(fmap).items()
         },
-        tf.TensorSpec(shape=(None, None, 1), dtype=tf.float32),
+        label_signature(heads, task, stacked=True),
     )
     dataset = tf.data.Dataset.from_generator(generate, output_signature=signature).unbatch()
     if rows is not None:
@@ -329,13 +484,28 @@ def make_dataset(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
-def _stack(
-    group: list[tuple[dict[str, np.ndarray], np.ndarray]],
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def label_signature(heads: Sequence[Head], task: str, *, stacked: bool = False) -> Any:
+    """The ``tf.TensorSpec`` (a dict of them for multitask) of a batch's labels.
+
+    :param stacked: with a leading axis of batches (what the generator yields).
+    """
+    import tensorflow as tf
+
+    lead = (None, None) if stacked else (None,)
+
+    def spec(head: Head, width: int = 1) -> Any:
+        return tf.TensorSpec(shape=(*lead, width), dtype=tf.as_dtype(head_labels.label_dtype(head)))
+
+    if head_labels.by_head(task):
+        return {head.name: spec(head) for head in heads}
+    return spec(heads[0], 1 if len(heads) == 1 else len(heads))
+
+
+def _stack(group: list[Batch]) -> Batch:
     """Batches of one size as arrays of shape (batches, rows, width)."""
     return (
         {name: np.stack([b[0][name] for b in group]) for name in group[0][0]},
-        np.stack([b[1] for b in group]),
+        _join([b[1] for b in group], np.stack),
     )
 
 
@@ -349,40 +519,44 @@ def input_options(options: TfJobOptions, batch_size: int) -> InputOptions:
     )
 
 
-def single_label(labels: Sequence[str]) -> str:
-    """The one label column a train or evaluate job reads (``feature.labels``)."""
-    if len(labels) != 1:
-        raise EncodedDataError(
-            f"feature.labels must name exactly one label column to train or evaluate, "
-            f"got {list(labels)}"
-        )
-    return labels[0]
-
-
 def _convert(
-    batch: pa.RecordBatch, fmap: FeatureMap, label: str
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    return inputs_from_arrow(batch, fmap), labels_from_arrow(batch, label).reshape(-1, 1)
+    batch: pa.RecordBatch, fmap: FeatureMap, heads: Sequence[Head], by_head: bool
+) -> Batch:
+    return (
+        inputs_from_arrow(batch, fmap),
+        head_labels.labels_from_arrow(batch, heads, by_head=by_head),
+    )
 
 
-def _concat(
-    parts: list[tuple[dict[str, np.ndarray], np.ndarray]],
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _rows(chunk: Batch) -> int:
+    labels = chunk[1]
+    return len(next(iter(labels.values())) if isinstance(labels, dict) else labels)
+
+
+def _join(parts: list[Labels], join: Any) -> Labels:
+    """``join`` (np.concatenate, np.stack) of label arrays, or of each head's."""
+    if isinstance(parts[0], dict):
+        return {name: join([p[name] for p in parts]) for name in parts[0]}
+    return join(parts)
+
+
+def _concat(parts: list[Batch]) -> Batch:
     if len(parts) == 1:
         return parts[0]
     inputs = {name: np.concatenate([p[0][name] for p in parts]) for name in parts[0][0]}
-    return inputs, np.concatenate([p[1] for p in parts])
+    return inputs, _join([p[1] for p in parts], np.concatenate)
 
 
-def _take(
-    chunk: tuple[dict[str, np.ndarray], np.ndarray], index: np.ndarray | slice
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _take(chunk: Batch, index: np.ndarray | slice) -> Batch:
     inputs, labels = chunk
-    return {name: values[index] for name, values in inputs.items()}, labels[index]
+    taken = (
+        {name: values[index] for name, values in labels.items()}
+        if isinstance(labels, dict)
+        else labels[index]
+    )
+    return {name: values[index] for name, values in inputs.items()}, taken
 
 
-def _split(
-    chunk: tuple[dict[str, np.ndarray], np.ndarray], start: int, stop: int, size: int
-) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+def _split(chunk: Batch, start: int, stop: int, size: int) -> Iterator[Batch]:
     for begin in range(start, stop, size):
         yield _take(chunk, slice(begin, min(begin + size, stop)))

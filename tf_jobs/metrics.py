@@ -1,8 +1,9 @@
-"""Streaming evaluation metrics: binary classification and regression.
+"""Streaming evaluation metrics: binary classification, regression, multiclass.
 
 Binary: AUC, PR-AUC, log loss, accuracy, calibration (mean score / positive
 rate, 1.0 is perfect) and the curves behind the plots. Regression: MSE, MAE,
-R2.
+R2. Multiclass: accuracy, macro and weighted F1, log loss, one-vs-rest AUC
+per class (``auc`` is their mean) and the confusion matrix.
 
 Evaluation visits a partition batch by batch; keeping every score to sort
 them at the end would cost memory proportional to the table. Instead scores
@@ -10,12 +11,15 @@ are counted in a fixed histogram per class, over the *logit* of the score so
 the resolution is as fine near 0.01 (typical click-through rates) as near
 0.5. AUC from the histogram treats scores sharing a bin as ties; with
 2**16 bins over logits in [-16, 16] that moves AUC by well under 1e-3.
+A multiclass head keeps such a histogram pair per class, with fewer bins
+when there are many classes (:func:`class_bins`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -70,13 +74,7 @@ class BinaryMetrics:
 
     def auc(self) -> float | None:
         """Area under the ROC curve; None when only one class was seen."""
-        negatives = self.rows - self.positives
-        if not self.positives or not negatives:
-            return None
-        neg_below = np.cumsum(self.neg_hist) - self.neg_hist
-        # A positive beats every negative in a lower bin and half of those in its own.
-        wins = (self.pos_hist * (neg_below + 0.5 * self.neg_hist)).sum(dtype=np.float64)
-        return float(wins / (self.positives * negatives))
+        return histogram_auc(self.pos_hist, self.neg_hist)
 
     def roc_curve(self) -> tuple[np.ndarray, np.ndarray]:
         """(false positive rate, true positive rate), thresholds from high to low."""
@@ -182,10 +180,150 @@ class RegressionMetrics:
         }
 
 
-def _bins(scores: np.ndarray) -> np.ndarray:
+# Histogram bins kept for all classes of a multiclass head together (two int64 arrays).
+MULTICLASS_BIN_BUDGET = 1 << 20
+MIN_CLASS_BINS = 1 << 10
+
+
+def class_bins(classes: int) -> int:
+    """Histogram bins per class: AUC_BINS for a few classes, fewer (a power of two, at
+    least MIN_CLASS_BINS) so that all classes stay within MULTICLASS_BIN_BUDGET."""
+    bins = AUC_BINS
+    while bins > MIN_CLASS_BINS and bins * classes > MULTICLASS_BIN_BUDGET:
+        bins //= 2
+    return bins
+
+
+@dataclass
+class MulticlassMetrics:
+    """Accumulates class indices and per-class probabilities over many batches.
+
+    :param classes: the head's classes (index i is ``classes[i]``); results are keyed
+        by their values as strings.
+
+    A label outside the classes (encode's UNSEEN_CLASS: a value the fmap's fit
+    never saw) cannot be scored: such rows are counted in ``unseen_rows`` and
+    left out of every other metric.
+    """
+
+    classes: tuple[str | int, ...]
+    rows: int = 0
+    unseen_rows: int = 0
+    loss_sum: float = 0.0
+    confusion: np.ndarray = field(init=False)
+    pos_hist: np.ndarray = field(init=False)
+    all_hist: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        width = len(self.classes)
+        if width < 2:
+            raise ValueError(f"a multiclass head needs two classes or more, not {width}")
+        self.bins = class_bins(width)
+        self.confusion = np.zeros((width, width), np.int64)
+        # Per class, its score on rows of that class (positives) and on every row.
+        self.pos_hist = np.zeros(width * self.bins, np.int64)
+        self.all_hist = np.zeros(width * self.bins, np.int64)
+
+    @property
+    def names(self) -> list[str]:
+        return [str(value) for value in self.classes]
+
+    def update(self, labels: np.ndarray, probabilities: np.ndarray) -> None:
+        width = len(self.classes)
+        labels = np.asarray(labels).reshape(-1).astype(np.int64)
+        probabilities = np.asarray(probabilities, np.float64).reshape(labels.size, -1)
+        if probabilities.shape[1] != width:
+            raise ValueError(f"{probabilities.shape[1]} probabilities per row for {width} classes")
+        if not np.isfinite(probabilities).all():
+            raise ValueError("the model produced non-finite probabilities (NaN or inf)")
+        known = (labels >= 0) & (labels < width)
+        self.unseen_rows += int(labels.size - known.sum())
+        labels, probabilities = labels[known], probabilities[known]
+        rows = np.arange(labels.size)
+        self.rows += labels.size
+        predicted = probabilities.argmax(axis=1)
+        self.confusion += np.bincount(labels * width + predicted, minlength=width * width).reshape(
+            width, width
+        )
+        clipped = np.clip(probabilities, LOG_LOSS_EPS, 1.0 - LOG_LOSS_EPS)
+        self.loss_sum -= float(np.log(clipped[rows, labels]).sum(dtype=np.float64))
+        # Flat (class, bin) cells: class k's histogram is the slice [k*bins, (k+1)*bins).
+        cells = _bins(clipped, self.bins) + np.arange(width) * self.bins
+        self.all_hist += np.bincount(cells.reshape(-1), minlength=width * self.bins)
+        self.pos_hist += np.bincount(cells[rows, labels], minlength=width * self.bins)
+
+    def class_aucs(self) -> list[float | None]:
+        """One-vs-rest ROC AUC of each class; None for a class absent (or alone) in the rows."""
+        pos = self.pos_hist.reshape(len(self.classes), self.bins)
+        neg = self.all_hist.reshape(len(self.classes), self.bins) - pos
+        return [histogram_auc(p, n) for p, n in zip(pos, neg, strict=True)]
+
+    def confusion_matrix(self) -> dict[str, list]:
+        """Rows: true class; columns: predicted class; both in ``classes`` order."""
+        return {"classes": self.names, "matrix": self.confusion.tolist()}
+
+    def result(self) -> dict[str, Any]:
+        if not self.rows:
+            raise ValueError(
+                "no rows were evaluated"
+                + (
+                    f" ({self.unseen_rows} rows of classes the fmap never saw)"
+                    if self.unseen_rows
+                    else ""
+                )
+            )
+        true_pos = np.diag(self.confusion).astype(np.float64)
+        support = self.confusion.sum(axis=1)
+        predicted = self.confusion.sum(axis=0)
+        f1_denominator = support + predicted
+        # A class neither present nor predicted has no F1; macro F1 averages the others.
+        f1 = np.divide(
+            2 * true_pos, f1_denominator, out=np.zeros_like(true_pos), where=f1_denominator > 0
+        )
+        scored = f1_denominator > 0
+        aucs = self.class_aucs()
+        present = [auc for auc in aucs if auc is not None]
+        per_class = {
+            name: {
+                "support": int(support[i]),
+                "predicted": int(predicted[i]),
+                "precision": float(true_pos[i] / predicted[i]) if predicted[i] else None,
+                "recall": float(true_pos[i] / support[i]) if support[i] else None,
+                "f1": float(f1[i]) if scored[i] else None,
+                "auc": aucs[i],
+            }
+            for i, name in enumerate(self.names)
+        }
+        return {
+            "rows": self.rows,
+            "unseen_rows": self.unseen_rows,
+            "accuracy": float(true_pos.sum() / self.rows),
+            "macro_f1": float(f1[scored].mean()),
+            "weighted_f1": float((f1 * support).sum() / self.rows),
+            "log_loss": self.loss_sum / self.rows,
+            # Mean one-vs-rest AUC over the classes that have one.
+            "auc": float(np.mean(present)) if present else None,
+            "per_class": per_class,
+        }
+
+
+def histogram_auc(pos_hist: np.ndarray, neg_hist: np.ndarray) -> float | None:
+    """ROC AUC from per-bin counts of positives and negatives (ascending scores, ties in a
+    bin count half); None when either class is absent."""
+    positives = int(pos_hist.sum())
+    negatives = int(neg_hist.sum())
+    if not positives or not negatives:
+        return None
+    neg_below = np.cumsum(neg_hist) - neg_hist
+    # A positive beats every negative in a lower bin and half of those in its own.
+    wins = (pos_hist * (neg_below + 0.5 * neg_hist)).sum(dtype=np.float64)
+    return float(wins / (positives * negatives))
+
+
+def _bins(scores: np.ndarray, bins: int = AUC_BINS) -> np.ndarray:
     logits = np.log(scores) - np.log1p(-scores)
-    position = (logits + LOGIT_RANGE) / (2 * LOGIT_RANGE) * AUC_BINS
-    return np.clip(position, 0, AUC_BINS - 1).astype(np.int64)
+    position = (logits + LOGIT_RANGE) / (2 * LOGIT_RANGE) * bins
+    return np.clip(position, 0, bins - 1).astype(np.int64)
 
 
 def exact_auc(labels: np.ndarray, scores: np.ndarray) -> float:

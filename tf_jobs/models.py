@@ -9,6 +9,10 @@ A builder gets the :class:`~dlflow_airflow.contract.fmap.FeatureMap` and the res
 parameters and returns a compiled Keras model whose inputs are named after
 the encoded columns (``<bucket>_nums``, ``<bucket>_ctgs``), so train,
 evaluate and Spark predict can all feed it ``batches.inputs_from_arrow``.
+Its outputs follow its task's heads (:mod:`tf_jobs.heads`), which a builder
+reads with ``fmap.heads(task)``: one ``score`` output for binary and regression
+(one column), multiclass (one softmax column per class) and multilabel (one
+sigmoid column per label); one output per label, named after it, for multitask.
 Builders use built-in Keras layers only: ``keras.models.load_model(path,
 compile=False)`` then needs no custom objects on Spark executors.
 
@@ -17,7 +21,7 @@ Keras is imported inside builders so importing this module stays cheap.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dlflow_airflow.contract.fmap import FeatureMap, FmapError
@@ -25,6 +29,9 @@ from dlflow_airflow.contract.models import (
     BINARY,
     ENTRY_POINT_GROUP,
     MODELS,
+    MULTICLASS,
+    MULTILABEL,
+    MULTITASK,
     REGRESSION,
     TRAIN_DEFAULTS,
     Builder,
@@ -36,11 +43,15 @@ from dlflow_airflow.contract.models import (
     register_model,
     resolve_params,
 )
+from dlflow_airflow.contract.tasks import Head
 
 __all__ = [
     "BINARY",
     "ENTRY_POINT_GROUP",
     "MODELS",
+    "MULTICLASS",
+    "MULTILABEL",
+    "MULTITASK",
     "REGRESSION",
     "TRAIN_DEFAULTS",
     "Builder",
@@ -50,6 +61,9 @@ __all__ = [
     "Validator",
     "build_deepfm",
     "build_dnn_binary_classifier",
+    "build_dnn_classifier",
+    "build_dnn_multilabel_classifier",
+    "build_dnn_multitask",
     "build_dnn_regressor",
     "build_model",
     "get_model",
@@ -85,6 +99,12 @@ def model_inputs(fmap: FeatureMap) -> dict[str, Any]:
 
 def _dnn_tower(fmap: FeatureMap, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
     """Numeric vectors as they are + one embedding table per bucket -> dense layers."""
+    x = _features(fmap, inputs, params)
+    return _mlp(x, params["hidden_units"], params["dropout"], "")
+
+
+def _features(fmap: FeatureMap, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> Any:
+    """Every bucket's numeric vector and flattened embeddings, concatenated."""
     import keras
 
     parts: list[Any] = []
@@ -98,11 +118,17 @@ def _dnn_tower(fmap: FeatureMap, inputs: Mapping[str, Any], params: Mapping[str,
                 bucket.ctgs_vocab_size, params["embedding_dim"], name=f"{bucket.name}_embedding"
             )(inputs[bucket.ctgs_column])
             parts.append(keras.layers.Flatten(name=f"{bucket.name}_embedding_flat")(embedded))
-    x = parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="features")(parts)
-    for i, units in enumerate(params["hidden_units"]):
-        x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
-        if params["dropout"] > 0.0:
-            x = keras.layers.Dropout(params["dropout"], name=f"dropout_{i}")(x)
+    return parts[0] if len(parts) == 1 else keras.layers.Concatenate(name="features")(parts)
+
+
+def _mlp(x: Any, units: Sequence[int], dropout: float, prefix: str) -> Any:
+    """Dense relu layers ``<prefix>hidden_<i>`` (each followed by dropout, if any)."""
+    import keras
+
+    for i, width in enumerate(units):
+        x = keras.layers.Dense(width, activation="relu", name=f"{prefix}hidden_{i}")(x)
+        if dropout > 0.0:
+            x = keras.layers.Dropout(dropout, name=f"{prefix}dropout_{i}")(x)
     return x
 
 
@@ -142,6 +168,126 @@ def build_dnn_regressor(fmap: FeatureMap, params: Mapping[str, Any]) -> Any:
         metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
     )
     return model
+
+
+def build_dnn_classifier(fmap: FeatureMap, params: Mapping[str, Any]) -> Any:
+    """DLFlow's multi-class DNN: the same tower, a softmax ``score`` of one probability per
+    class of the label (the fmap's classes, in their order), sparse categorical crossentropy
+    on the encoded class index."""
+    import keras
+
+    (head,) = fmap.heads(MULTICLASS)
+    if head.width < 2:
+        raise ModelConfigError(
+            f"label {head.label!r} had {head.width} class when its fmap was fitted; "
+            "a multiclass model needs at least 2"
+        )
+    inputs = model_inputs(fmap)
+    x = _dnn_tower(fmap, inputs, params)
+    score = keras.layers.Dense(head.width, activation="softmax", name="score")(x)
+    model = keras.Model(inputs=inputs, outputs=score, name="dnn_classifier")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=params["learning_rate"]),
+        loss="sparse_categorical_crossentropy",
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    return model
+
+
+def build_dnn_multilabel_classifier(fmap: FeatureMap, params: Mapping[str, Any]) -> Any:
+    """The same tower, one sigmoid ``score`` column per label (in the fmap's label order),
+    binary crossentropy averaged over the labels."""
+    import keras
+
+    heads = fmap.heads(MULTILABEL)
+    inputs = model_inputs(fmap)
+    x = _dnn_tower(fmap, inputs, params)
+    score = keras.layers.Dense(len(heads), activation="sigmoid", name="score")(x)
+    model = keras.Model(inputs=inputs, outputs=score, name="dnn_multilabel_classifier")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=params["learning_rate"]),
+        loss="binary_crossentropy",
+        metrics=[
+            keras.metrics.AUC(name="auc", multi_label=True, num_labels=len(heads)),
+            keras.metrics.BinaryAccuracy(name="accuracy"),
+        ],
+    )
+    return model
+
+
+def build_dnn_multitask(fmap: FeatureMap, params: Mapping[str, Any]) -> Any:
+    """One head per label over a shared bottom (``experts: 0``) or MMoE (Ma et al. 2018).
+
+    Shared bottom: the DNN tower (``hidden_units``) feeds every head. MMoE:
+    ``experts`` towers of ``expert_units`` read the features; each head mixes
+    them with its own softmax gate. Each head then has a tower of
+    ``head_units`` and one output named after its label: sigmoid and binary
+    crossentropy for a binary head, linear and mean squared error for a
+    regression head. The losses are summed with equal weights.
+    """
+    import keras
+
+    heads = fmap.heads(MULTITASK)
+    inputs = model_inputs(fmap)
+    features = _features(fmap, inputs, params)
+    if params["experts"]:
+        experts = _experts(features, params)
+        bottoms = {head.name: _gated(features, experts, head, params) for head in heads}
+    else:
+        shared = _mlp(features, params["hidden_units"], params["dropout"], "")
+        bottoms = dict.fromkeys((head.name for head in heads), shared)
+    outputs: dict[str, Any] = {}
+    losses: dict[str, str] = {}
+    metrics: dict[str, list[Any]] = {}
+    for head in heads:
+        x = _mlp(bottoms[head.name], params["head_units"], params["dropout"], f"{head.name}_")
+        if head.kind == BINARY:
+            outputs[head.name] = keras.layers.Dense(1, activation="sigmoid", name=head.name)(x)
+            losses[head.name] = "binary_crossentropy"
+            metrics[head.name] = [keras.metrics.AUC(name="auc")]
+        else:
+            outputs[head.name] = keras.layers.Dense(1, name=head.name)(x)
+            losses[head.name] = "mse"
+            metrics[head.name] = [keras.metrics.MeanAbsoluteError(name="mae")]
+    try:
+        model = keras.Model(inputs=inputs, outputs=outputs, name="dnn_multitask")
+    except ValueError as exc:  # a label named like one of the model's layers
+        raise ModelConfigError(
+            f"cannot build dnn_multitask for labels {[h.label for h in heads]}: {exc}"
+        ) from None
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=params["learning_rate"]),
+        loss=losses,
+        metrics=metrics,
+    )
+    return model
+
+
+def _experts(features: Any, params: Mapping[str, Any]) -> Any:
+    """MMoE's experts, stacked: ``(rows, experts, expert_units[-1])``."""
+    import keras
+
+    width = params["expert_units"][-1]
+    stacked = [
+        keras.layers.Reshape((1, width), name=f"expert_{e}_out")(
+            _mlp(features, params["expert_units"], params["dropout"], f"expert_{e}_")
+        )
+        for e in range(params["experts"])
+    ]
+    if len(stacked) == 1:
+        return stacked[0]
+    return keras.layers.Concatenate(axis=1, name="experts")(stacked)
+
+
+def _gated(features: Any, experts: Any, head: Head, params: Mapping[str, Any]) -> Any:
+    """One head's mix of the experts, weighted by its softmax gate on the features."""
+    import keras
+
+    gate = keras.layers.Dense(params["experts"], activation="softmax", name=f"{head.name}_gate")(
+        features
+    )
+    # (rows, experts) . (rows, experts, width) -> (rows, width)
+    return keras.layers.Dot(axes=(1, 1), name=f"{head.name}_mix")([gate, experts])
 
 
 def build_deepfm(fmap: FeatureMap, params: Mapping[str, Any]) -> Any:

@@ -4,24 +4,23 @@ Files are read in parallel (``interleave``), records are batched first and
 then parsed with one ``parse_example`` call per batch: parsing record by
 record before batching measured about 2x slower. Feature names are the
 encoded columns (``<bucket>_nums`` float lists, ``<bucket>_ctgs`` int64
-lists) plus the label.
+lists) plus the labels (int64 or float lists of one value, as encode wrote
+the column), fed per the model's heads like the Parquet input (:mod:`tf_jobs.heads`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dlflow_airflow.contract import storage
 from dlflow_airflow.contract.fmap import FeatureMap
+from dlflow_airflow.contract.tasks import Head
+from tf_jobs import heads as head_labels
 from tf_jobs.batches import input_specs
-from tf_jobs.inputs import (
-    MAX_DISTINCT_LABELS,
-    EncodedDataError,
-    InputOptions,
-    LabelSummary,
-)
+from tf_jobs.inputs import EncodedDataError, InputOptions, LabelSummary, LabelTally
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -67,57 +66,62 @@ def open_tfrecord(uri: str) -> TfRecordSource:
     )
 
 
-def label_dtype(source: TfRecordSource, label: str) -> Any:
-    """The label's stored type (int64 or float32), read from the first record."""
+def label_dtypes(source: TfRecordSource, labels: Sequence[str]) -> dict[str, Any]:
+    """Each label's stored type (int64 or float32), read from the first record."""
     import tensorflow as tf
 
     for raw in _records(source, source.files[0]).take(1):
         example = tf.train.Example.FromString(raw.numpy())
-        if label not in example.features.feature:
-            raise EncodedDataError(f"TFRecord file {source.files[0]} has no feature {label!r}")
-        kind = example.features.feature[label].WhichOneof("kind")
-        return tf.int64 if kind == "int64_list" else tf.float32
+        dtypes = {}
+        for label in labels:
+            if label not in example.features.feature:
+                raise EncodedDataError(f"TFRecord file {source.files[0]} has no feature {label!r}")
+            kind = example.features.feature[label].WhichOneof("kind")
+            dtypes[label] = tf.int64 if kind == "int64_list" else tf.float32
+        return dtypes
     raise EncodedDataError(f"TFRecord file {source.files[0]} holds no records")
 
 
-def scan_labels(source: TfRecordSource, label: str) -> LabelSummary:
-    """Rows, positives and distinct labels, one file at a time so corruption names its file."""
-    import numpy as np
+def scan_labels(source: TfRecordSource, heads: Sequence[Head]) -> LabelSummary:
+    """What :func:`tf_jobs.inputs.scan_labels` finds, one file at a time so corruption
+    names its file."""
     import tensorflow as tf
 
-    dtype = label_dtype(source, label)
-    spec = {label: tf.io.FixedLenFeature([1], dtype)}
-    rows, positives, values = 0, 0.0, set()
+    labels = head_labels.label_columns(heads)
+    spec = {
+        label: tf.io.FixedLenFeature([1], dtype)
+        for label, dtype in label_dtypes(source, labels).items()
+    }
+    tally = LabelTally(heads)
     for path in source.files:
         batches = (
             _records(source, path)
             .batch(_SCAN_BATCH)
-            .map(lambda raw: tf.io.parse_example(raw, spec)[label])
+            .map(lambda raw: tf.io.parse_example(raw, spec))
         )
         try:
-            for labels in batches:
-                array = labels.numpy().astype(np.float64).reshape(-1)
-                rows += array.size
-                positives += float(array.sum())
-                if len(values) <= MAX_DISTINCT_LABELS:
-                    values.update(np.unique(array).tolist())
+            for parsed in batches:
+                tally.add({label: parsed[label].numpy().reshape(-1) for label in labels})
         except tf.errors.DataLossError as exc:
             raise EncodedDataError(f"corrupt TFRecord file {path}: {exc.message}") from None
         except tf.errors.InvalidArgumentError as exc:
             raise EncodedDataError(
                 f"TFRecord file {path} does not fit the expected features: {exc.message}"
             ) from None
-    return LabelSummary(rows=rows, positives=positives, values=tuple(sorted(values)))
+    return tally.summary()
 
 
 def make_dataset(
     source: TfRecordSource,
     fmap: FeatureMap,
-    label: str,
+    heads: Sequence[Head],
     options: InputOptions,
     rows: int | None = None,
+    *,
+    task: str,
 ) -> tf.data.Dataset:
-    """``(inputs dict, labels[:, 1])`` batches: interleave, shuffle, batch, parse, prefetch."""
+    """``(inputs dict, labels)`` batches for a ``task`` model: interleave, shuffle, batch,
+    parse, prefetch."""
     import tensorflow as tf
 
     specs = input_specs(fmap)
@@ -125,12 +129,22 @@ def make_dataset(
         name: tf.io.FixedLenFeature([width], tf.float32 if dtype.kind == "f" else tf.int64)
         for name, (dtype, width) in specs.items()
     }
-    features[label] = tf.io.FixedLenFeature([1], label_dtype(source, label))
+    labels = head_labels.label_columns(heads)
+    for label, dtype in label_dtypes(source, labels).items():
+        features[label] = tf.io.FixedLenFeature([1], dtype)
+    by_head = head_labels.by_head(task)
 
-    def parse(raw: tf.Tensor) -> tuple[dict[str, tf.Tensor], tf.Tensor]:
+    def label_of(parsed: dict[str, tf.Tensor], head: Head) -> tf.Tensor:
+        return tf.cast(parsed[head.label], tf.as_dtype(head_labels.label_dtype(head)))
+
+    def parse(raw: tf.Tensor) -> tuple[dict[str, tf.Tensor], Any]:
         parsed = tf.io.parse_example(raw, features)
         inputs = {name: tf.cast(parsed[name], tf.as_dtype(specs[name][0])) for name in specs}
-        return inputs, tf.cast(parsed[label], tf.float32)
+        if by_head:
+            return inputs, {head.name: label_of(parsed, head) for head in heads}
+        if len(heads) == 1:
+            return inputs, label_of(parsed, heads[0])
+        return inputs, tf.concat([label_of(parsed, head) for head in heads], axis=1)
 
     files = tf.data.Dataset.from_tensor_slices(source.files)
     if options.shuffle:

@@ -34,11 +34,12 @@ from dlflow_airflow.contract.fmap import FeatureMap
 from dlflow_airflow.contract.jobconf import JobConfig
 from dlflow_airflow.contract.layout import local_path
 from dlflow_airflow.contract.model_resolution import ModelNotFoundError, resolve_model_partition
+from dlflow_airflow.contract.tasks import Head
 from tf_jobs import distribution, inputs, model_io, models
 from tf_jobs.harness import committing, configure_tensorflow, discard, run_job
 from tf_jobs.model_io import HISTORY_FILE, MANIFEST_FILE
 from tf_jobs.models import ModelConfigError
-from tf_jobs.stage_input import StageInput, open_stage_input
+from tf_jobs.stage_input import StageInput, open_stage_input, stage_heads
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,8 @@ def run(job: JobConfig, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
         "epochs": len(epochs),
         "final_loss": epochs[-1].get("loss") if epochs else None,
     }
+    if plan.spec.task != models.BINARY:  # a binary model's result stays as it always was
+        result["task"] = plan.spec.task
     if not cluster.is_chief:
         return {**result, "worker": cluster.index}  # only the chief commits the partition
     manifest = build_manifest(plan, epochs, warm_uri, cluster, tf.__version__)
@@ -92,17 +95,20 @@ def run(job: JobConfig, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
 
 
 def plan_training(job: JobConfig) -> TrainPlan:
-    """Resolve the model and its params, the run's partitions, and open the input.
+    """Resolve the model and its params, the run's partitions and heads, and open the input.
 
     :raises ContractError: ``model.date: latest`` (train writes a model for a date).
+    :raises ModelConfigError: the job's labels or heads do not suit the model's task.
+    :raises FmapError: the fmap encoded the labels for another task (see
+        :func:`~tf_jobs.stage_input.stage_heads`).
     """
-    label = inputs.single_label(job.feature.labels)
     spec = models.get_model(job.model.name)
     params = models.resolve_params(spec, job.model.params)
     io = stage_io(job)
     model_partition = io.get(TRAINED_MODEL)
     fmap = FeatureMap.load(io.get(FMAP).uri)
-    data = open_stage_input(io, job.options.input, fmap, label, task=spec.task, purpose="train on")
+    heads = stage_heads(job, fmap, spec.task)
+    data = open_stage_input(io, job.options.input, fmap, heads, task=spec.task, purpose="train on")
     return TrainPlan(
         job=job,
         spec=spec,
@@ -118,12 +124,29 @@ def describe(plan: TrainPlan, cluster: distribution.Cluster, warm_uri: str | Non
     """The task log's line on what is trained on what."""
     data = plan.data
     return (
-        f"train {plan.spec.name} on {data.uri} ({data.kind}): {data.rows} rows, "
-        f"{len(data.source.files)} part files, positive rate "
-        f"{data.summary.positives / data.rows:.4f}; "
+        f"train {plan.spec.name} ({plan.spec.task}) on {data.uri} ({data.kind}): "
+        f"{data.rows} rows, {len(data.source.files)} part files, "
+        f"{'; '.join(describe_labels(data))}; "
         f"params {json.dumps(plan.params, sort_keys=True)}; "
         f"workers {cluster.workers}; warm start {warm_uri or 'none'}"
     )
+
+
+def describe_labels(data: StageInput) -> list[str]:
+    """One phrase per head on its labels: positive rate, mean, or rows per class."""
+    phrases = []
+    for head in data.heads:
+        stats = data.summary.of(head.label)
+        if head.kind == models.BINARY:
+            phrases.append(f"{head.label} positive rate {stats.total / data.rows:.4f}")
+        elif head.kind == models.MULTICLASS:
+            counts = ", ".join(
+                f"{c}: {n}" for c, n in zip(head.classes, stats.class_rows, strict=True)
+            )
+            phrases.append(f"{head.label} rows per class {{{counts}}}")
+        else:
+            phrases.append(f"{head.label} mean {stats.total / data.rows:.4g}")
+    return phrases
 
 
 def fit(
@@ -174,7 +197,8 @@ def build_manifest(
     return {
         "model": {"tag": job.model.tag, "name": plan.spec.name, "date": plan.model_date},
         "task": plan.spec.task,
-        "feature": {"tag": job.feature.tag, "label": plan.data.label},
+        "heads": [head_entry(head) for head in plan.data.heads],
+        "feature": {"tag": job.feature.tag, **label_entry(plan.data.labels)},
         "fmap_checksum": plan.fmap.checksum,
         "input_columns": plan.fmap.input_columns(),
         "params": plan.params,
@@ -186,6 +210,21 @@ def build_manifest(
         "tensorflow": tf_version,
         "dlflow_airflow": package_version(),
     }
+
+
+def head_entry(head: Head) -> dict[str, Any]:
+    """A head as the manifest records it for evaluate and predict."""
+    return {
+        "name": head.name,
+        "label": head.label,
+        "kind": head.kind,
+        "classes": list(head.classes),
+    }
+
+
+def label_entry(labels: Sequence[str]) -> dict[str, Any]:
+    """The manifest's labels: ``label`` for a one-label model (as before), else ``labels``."""
+    return {"label": labels[0]} if len(labels) == 1 else {"labels": list(labels)}
 
 
 def commit_model(

@@ -35,7 +35,7 @@ from dlflow_airflow.contract.schema import EnvPath, Name, StrictModel
 
 log = logging.getLogger(__name__)
 
-BASE_PLACEHOLDERS = ("workspace", "date", "date_nodash")
+BASE_PLACEHOLDERS = ("workspace", "date", "date_nodash", "year", "month", "day")
 
 
 class DependencyError(ValueError):
@@ -151,6 +151,9 @@ def base_values(workspace: str, day: str) -> dict[str, str]:
         "workspace": normalize_workspace(workspace),
         "date": day,
         "date_nodash": day.replace("-", ""),
+        "year": day[:4],
+        "month": day[5:7],
+        "day": day[8:10],
     }
 
 

@@ -240,12 +240,16 @@ TF_METRICS = (
     "calibration",
     "positive_rate",
     "mean_score",
+    "macro_f1",
+    "weighted_f1",
     "mse",
     "mae",
     "r2",
     "rows",
 )
-"""Metrics the evaluate job computes (the first six for classifiers, then regressors)."""
+"""Metrics the evaluate job computes: binary heads (auc ... mean_score), multiclass heads
+(auc, log_loss, accuracy, macro_f1, weighted_f1), regression heads (mse, mae,
+r2), and rows. A model with several heads names each head's as ``<head>.<metric>``."""
 
 METRIC_DIRECTION: dict[str, Literal["higher", "lower"]] = {
     "auc": "higher",
@@ -255,12 +259,24 @@ METRIC_DIRECTION: dict[str, Literal["higher", "lower"]] = {
     "log_loss": "lower",
     "mse": "lower",
     "mae": "lower",
+    "macro_f1": "higher",
+    "weighted_f1": "higher",
 }
 """Which way is better, for the metrics a challenger is compared on with the champion.
 
 The others (calibration, positive_rate, mean_score, rows) are good near a
 target, not higher or lower, so ``max_drop_vs_blessed`` is refused on them.
 """
+
+
+def metric_name(key: str) -> str:
+    """The metric a gate key names: ``auc`` for ``auc`` and for ``click.auc`` (head click)."""
+    return key.rsplit(".", 1)[-1]
+
+
+def metric_direction(key: str) -> Literal["higher", "lower"] | None:
+    """Which way ``key`` (``metric`` or ``<head>.<metric>``) is better; None: neither."""
+    return METRIC_DIRECTION.get(metric_name(key))
 
 
 class Resources(StrictModel):
@@ -423,7 +439,8 @@ class GateBound(StrictModel):
 
 class EvaluateOptions(TfJobOptions):
     """:param gate: ``{metric: {min: x, max: y, max_drop_vs_blessed: d}}``; a model
-        that meets all is blessed.
+        that meets all is blessed. A model with several heads names one head's metric
+        ``<head>.<metric>`` (``click.auc``).
 
     :param gate_miss: ``warn`` (the task succeeds, the model is not blessed) or ``fail``.
     :param approval: a model meeting every bound waits for a human's Approve in Airflow
@@ -466,15 +483,22 @@ class EvaluateOptions(TfJobOptions):
     @field_validator("gate")
     @classmethod
     def _known_metrics(cls, value: dict[str, GateBound]) -> dict[str, GateBound]:
-        unknown = sorted(set(value) - set(TF_METRICS))
+        # ``<head>.<metric>`` for a model with several heads; which heads it has is
+        # known only once the fmap is fitted, so evaluate checks the head part.
+        unknown = sorted(
+            key
+            for key in value
+            if metric_name(key) not in TF_METRICS or key.startswith(".") or ".." in key
+        )
         if unknown:
             raise ValueError(
-                f"unknown gate metric {unknown}; known metrics: {', '.join(TF_METRICS)}"
+                f"unknown gate metric {unknown}; known metrics: {', '.join(TF_METRICS)} "
+                "(<head>.<metric> for one head of a model with several, e.g. click.auc)"
             )
         aimless = sorted(
             metric
             for metric, bound in value.items()
-            if bound.max_drop_vs_blessed is not None and metric not in METRIC_DIRECTION
+            if bound.max_drop_vs_blessed is not None and metric_direction(metric) is None
         )
         if aimless:
             raise ValueError(

@@ -134,6 +134,17 @@ def write_table(spark: Any) -> Callable[[str, list[tuple], str], str]:
     return write
 
 
+def write_raw_frame(spark: Any, workspace: str, tag: str, date: str, frame: Any) -> None:
+    """A pandas frame as the committed raw partition of ``tag`` for ``date``."""
+    from dlflow_airflow.contract import storage
+    from dlflow_airflow.contract.layout import Layout
+
+    uri = Layout(workspace).raw(tag, date)
+    staging = storage.staging_uri(uri)
+    spark.createDataFrame(frame).coalesce(1).write.parquet(staging)
+    storage.commit(staging, uri)
+
+
 def truncate_part_file(uri: str, index: int = 0) -> str:
     """Cut the ``index``-th Parquet part file of a partition in half (and drop its
     ``.crc``, as a copy to another store would); returns the file's path."""

@@ -150,11 +150,7 @@ def test_the_fit_writes_a_profile_beside_the_fmap(
     assert n is not None and sum(n.positions[0].counts) == ROWS
 
 
-@pytest.mark.parametrize(
-    ("top", "lookup_limit"),
-    [(50, 64), (1, 64), (1, 2)],
-    ids=["every-category-counted", "vocabulary-as-in-list", "vocabulary-joined"],
-)
+@pytest.mark.parametrize("top", [50, 1], ids=["every-category-counted", "others-in-vocabulary"])
 def test_drift_figures_match_numpy(
     spark: Any,
     ws: str,
@@ -162,12 +158,10 @@ def test_drift_figures_match_numpy(
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
     top: int,
-    lookup_limit: int,
 ) -> None:
     # Fewer categories counted one by one than the vocabulary holds: the rest of the
-    # vocabulary is "other", found through an IN list or (large vocabularies) a join.
+    # vocabulary is "other".
     monkeypatch.setattr(profile_module, "TOP_CATEGORIES", top)
-    monkeypatch.setattr(drift_module, "MAP_LOOKUP_LIMIT", lookup_limit)
     encode.run(spark, _job(ws, DATE))
     with caplog.at_level(logging.INFO, logger="spark_jobs.drift"):
         result = encode.run(spark, _job(ws, NEXT_DATE))
@@ -297,16 +291,21 @@ def _bins(values: list[float | None], edges: tuple[float, ...]) -> list[int]:
     return np.bincount(np.digitize(present, edges), minlength=len(edges) + 1).tolist()
 
 
-@pytest.mark.parametrize("lookup_limit", [64, 1], ids=["in-list", "joined"])
+@pytest.mark.parametrize("read", [False, True], ids=["handed-over", "parquet-files"])
 @pytest.mark.parametrize("partitions", [1, 3])
 def test_count_features_counts_exactly(
-    spark: Any, monkeypatch: pytest.MonkeyPatch, lookup_limit: int, partitions: int
+    spark: Any, tmp_path: Path, read: bool, partitions: int
 ) -> None:
     from pyspark.sql import types as T
 
-    monkeypatch.setattr(drift_module, "MAP_LOOKUP_LIMIT", lookup_limit)
     rows = _counted_rows()
     frame = spark.createDataFrame(rows, COUNTED_SCHEMA).repartition(partitions)
+    assert drift_module.parquet_files(frame) is None
+    if read:  # a plain Parquet read: counted from the files with pyarrow
+        frame.write.parquet(str(tmp_path / "t"))
+        frame = spark.read.parquet(str(tmp_path / "t"))
+        assert len(drift_module.parquet_files(frame) or []) == partitions
+        assert drift_module.parquet_files(frame.where("x > 0")) is None
     types = {f.name: f.dataType for f in frame.schema.fields}
     Target = drift_module.Target
     targets = [

@@ -18,10 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from dlflow_airflow.contract import storage
-from dlflow_airflow.contract.layout import Layout
-
-from .conftest import job_body, parse_job
+from .conftest import job_body, parse_job, write_raw_frame
 
 pytestmark = [pytest.mark.spark, pytest.mark.tf]
 
@@ -54,13 +51,6 @@ def _single_feature_auc(values: np.ndarray, labels: np.ndarray) -> float:
     return max(auc, 1 - auc)
 
 
-def _write_raw(spark: Any, layout: Layout, date: str, frame: Any) -> None:
-    uri = layout.raw("cancer", date)
-    staging = storage.staging_uri(uri)
-    spark.createDataFrame(frame).coalesce(1).write.parquet(staging)
-    storage.commit(staging, uri)
-
-
 def _job(kind: str, workspace: str, date: str, model_date: str, **options: Any) -> Any:
     body = job_body(workspace, tag="cancer", model_date=model_date, buckets={}, options=options)
     body["model"]["params"] = PARAMS
@@ -87,9 +77,8 @@ def test_nulls_in_two_informative_columns_cost_at_most_half_a_point_of_auc(
         drifted[name] = drifted[name].mask(rng.random(len(drifted)) < NULL_SHARE)
         assert drifted[name].isna().mean() == pytest.approx(NULL_SHARE, abs=0.05)
 
-    layout = Layout(workspace)
     for date, rows in ((TRAIN, train_rows), (CLEAN, test_rows), (DRIFTED, drifted)):
-        _write_raw(spark, layout, date, rows)
+        write_raw_frame(spark, workspace, "cancer", date, rows)
 
     encode.run(spark, _job("encode", workspace, TRAIN, "same"))
     train.run(_job("train", workspace, TRAIN, "same", threads=2))

@@ -17,6 +17,8 @@ from spark_jobs.paths import (
 def test_render_fills_every_placeholder() -> None:
     path = render_path("{workspace}/up/{date}/{date_nodash}", workspace="/ws/", date="2026-03-04")
     assert path == "file:///ws/up/2026-03-04/20260304"
+    path = render_path("/up/{year}/{month}/{day}", workspace="/ws/", date="2026-03-04")
+    assert path == "/up/2026/03/04"
 
 
 def test_render_keeps_escaped_braces() -> None:
@@ -25,9 +27,9 @@ def test_render_keeps_escaped_braces() -> None:
 
 def test_unknown_placeholder_is_named_with_the_allowed_ones() -> None:
     with pytest.raises(
-        PlaceholderError, match=r"\{day\}.*\{workspace\}, \{date\}, \{date_nodash\}"
+        PlaceholderError, match=r"\{dt\}.*\{workspace\}, \{date\}, \{date_nodash\}, \{year\}"
     ):
-        render_path("/up/dt={day}", workspace="/ws", date="2026-03-04")
+        render_path("/up/dt={dt}", workspace="/ws", date="2026-03-04")
 
 
 @pytest.mark.parametrize("template", ["/up/{}", "/up/{date:%Y}", "/up/{date!r}", "/up/{date"])

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import dataclasses
+import json
 from typing import Any
 
 import pytest
 
 from dlflow_airflow.contract import storage
 from dlflow_airflow.contract.fmap import FeatureMap
-from dlflow_airflow.contract.model_resolution import blessed_marker
+from dlflow_airflow.contract.model_resolution import MANIFEST_FILE, blessed_marker
+from dlflow_airflow.contract.tasks import LabelEncoding
 from spark_jobs import predict
 from spark_jobs.predict import PredictError, predict_io
 from spark_jobs.read_errors import CorruptInputError
@@ -27,6 +30,19 @@ def tiny_model(
     """
     import keras
 
+    inputs, hidden = tiny_body(fmap, rename)
+    if two_outputs:
+        logit = keras.layers.Dense(1, name="logit")(hidden)
+        probability = keras.layers.Dense(2, activation="softmax", name="probability")(hidden)
+        return keras.Model(inputs, {"logit": logit, "probability": probability})
+    output = keras.layers.Dense(1, activation="sigmoid", name="score")(hidden)
+    return keras.Model(inputs, output)
+
+
+def tiny_body(fmap: FeatureMap, rename: dict[str, str] | None = None) -> tuple[dict, Any]:
+    """The inputs (named like the fmap's encoded columns) and last hidden layer of a small DNN."""
+    import keras
+
     rename = rename or {}
     inputs, parts = {}, []
     for bucket in fmap.buckets:
@@ -40,17 +56,15 @@ def tiny_model(
             embedded = keras.layers.Embedding(bucket.ctgs_vocab_size, 4)(inputs[name])
             parts.append(keras.layers.Flatten()(embedded))
     hidden = keras.layers.Dense(8, activation="relu")(keras.layers.Concatenate()(parts))
-    if two_outputs:
-        logit = keras.layers.Dense(1, name="logit")(hidden)
-        probability = keras.layers.Dense(2, activation="softmax", name="probability")(hidden)
-        return keras.Model(inputs, {"logit": logit, "probability": probability})
-    output = keras.layers.Dense(1, activation="sigmoid", name="score")(hidden)
-    return keras.Model(inputs, output)
+    return inputs, hidden
 
 
-def commit_model(model: Any, partition: str) -> None:
+def commit_model(model: Any, partition: str, manifest: dict[str, Any] | None = None) -> None:
+    """Commit ``model`` (and a ``manifest.json`` when given) as train would."""
     staging = storage.staging_uri(partition)
     save_model(model, staging)
+    if manifest is not None:
+        storage.write_text(f"{staging}/{MANIFEST_FILE}", json.dumps(manifest))
     storage.commit(staging, partition)
 
 
@@ -75,7 +89,7 @@ def fmap(pipeline: Any) -> FeatureMap:
 
 def test_predict_scores_every_row(pipeline: Any, spark: Any, fmap: FeatureMap) -> None:
     job = pipeline.job("predict", options={"batch_size": 512})
-    commit_model(tiny_model(fmap), job.layout.model("dnn", DATE))
+    commit_model(tiny_model(fmap), job.layout.model("dnn", DATE), {"task": "binary"})
     result = predict.run(spark, job)
     assert result == {
         "rows": DEMO_ROWS,
@@ -211,7 +225,7 @@ def test_model_is_loaded_once_per_python_worker(
     job = model_at(pipeline, fmap, "2025-12-27", tiny_model(fmap))
     model_uri = job.layout.model("dnn", "2025-12-27")
     encoded = spark.read.parquet(pipeline.encode["output"]).repartition(8)
-    outputs = [predict.ModelOutput("score", 1)]
+    outputs = predict.OutputColumns((predict.ModelOutput("score", 1),))
     inputs = fmap.input_columns()
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", "100")
     scored = predict.score_frame(encoded, fmap, model_uri, inputs, outputs)
@@ -300,3 +314,196 @@ def test_a_gated_predict_refuses_an_unblessed_model(
     ):
         predict.run(spark, job)
     assert storage.list_names(root) == before
+
+
+def labelled_job(
+    pipeline: Any,
+    spark: Any,
+    fmap: FeatureMap,
+    date: str,
+    model: Any,
+    task: str,
+    encodings: tuple[LabelEncoding, ...],
+    columns: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """A predict job of feature tag ``labelled`` for ``date``: the pipeline's encoded rows
+    plus ``columns`` (name -> SQL expression), an fmap with ``encodings`` as its labels,
+    and ``model`` committed with a manifest naming ``task``."""
+    from pyspark.sql import functions as F
+
+    job = pipeline.job("predict", date, tag="labelled", **kwargs)
+    labelled = dataclasses.replace(
+        fmap,
+        feature_tag="labelled",
+        labels=tuple(e.name for e in encodings),
+        label_encodings=encodings,
+    )
+    storage.write_text(f"{job.layout.femodel('labelled', date)}/fmap.json", labelled.to_json())
+    commit_model(model, job.layout.model("dnn", date), {"task": task})
+    frame = spark.read.parquet(pipeline.encode["output"])
+    for name, expression in (columns or {}).items():
+        frame = frame.withColumn(name, F.expr(expression))
+    uri = job.layout.encoded("labelled", date)
+    staging = storage.staging_uri(uri)
+    frame.write.parquet(staging)
+    storage.commit(staging, uri)
+    return job
+
+
+def softmax_model(fmap: FeatureMap, classes: int) -> Any:
+    import keras
+
+    inputs, hidden = tiny_body(fmap)
+    return keras.Model(
+        inputs, keras.layers.Dense(classes, activation="softmax", name="score")(hidden)
+    )
+
+
+# The encoded class index of each row: null, unseen (-1) or one of three classes.
+CLASS_INDEX = (
+    "CASE WHEN uid % 7 = 0 THEN NULL WHEN uid % 4 = 3 THEN -1 ELSE CAST(uid % 3 AS INT) END"
+)
+
+
+@pytest.mark.parametrize(
+    ("date", "label", "classes", "spark_type"),
+    [
+        ("2026-02-01", "species", ("setosa", "versicolor", "virginica"), "string"),
+        ("2026-02-02", "grade", (1, 5, 10), "bigint"),
+    ],
+)
+def test_multiclass_writes_class_probabilities_and_the_decoded_class(
+    pipeline: Any,
+    spark: Any,
+    fmap: FeatureMap,
+    date: str,
+    label: str,
+    classes: tuple[str | int, ...],
+    spark_type: str,
+) -> None:
+    encoding = LabelEncoding(label, "multiclass", classes, (50, 50, 50))
+    job = labelled_job(
+        pipeline,
+        spark,
+        fmap,
+        date,
+        softmax_model(fmap, 3),
+        "multiclass",
+        (encoding,),
+        {label: CLASS_INDEX},
+        options={"pass_through": [label]},
+    )
+    result = predict.run(spark, job)
+    probabilities = [f"{label}_{value}" for value in classes]
+    columns = ["uid", *probabilities, f"{label}_predicted", label]
+    scores = spark.read.parquet(result["output"])
+    assert scores.columns == result["columns"] == columns
+    assert dict(scores.dtypes) == {
+        "uid": "bigint",
+        **dict.fromkeys(probabilities, "float"),
+        f"{label}_predicted": spark_type,
+        label: spark_type,
+    }
+    a, b, c = probabilities
+    x, y, z = (repr(value) for value in classes)
+    argmax = f"CASE WHEN {a} >= {b} AND {a} >= {c} THEN {x} WHEN {b} >= {c} THEN {y} ELSE {z} END"
+    stats = scores.selectExpr(
+        "count(*) n",
+        f"max(abs({a} + {b} + {c} - 1)) off",
+        f"sum(CAST({label}_predicted = {argmax} AS INT)) argmax",
+    ).first()
+    assert stats["n"] == stats["argmax"] == DEMO_ROWS
+    assert stats["off"] < 1e-5
+    # The pass-through label is the class again; the unseen (-1) and the null are null.
+    decoded = f"element_at(array({x}, {y}, {z}), CAST(uid % 3 AS INT) + 1)"
+    expected = spark.read.parquet(pipeline.encode["output"]).selectExpr(
+        "uid",
+        f"CAST(CASE WHEN uid % 7 = 0 OR uid % 4 = 3 THEN NULL ELSE {decoded} END AS {spark_type})",
+    )
+    assert expected.exceptAll(scores.select("uid", label)).count() == 0
+    assert scores.where(f"{label} IS NULL").count() > 0
+
+
+@pytest.mark.parametrize("task", ["multitask", "multilabel"])
+def test_several_heads_write_a_score_per_label(
+    pipeline: Any, spark: Any, fmap: FeatureMap, task: str
+) -> None:
+    import keras
+
+    inputs, hidden = tiny_body(fmap)
+    if task == "multitask":  # a dict of outputs, one per label
+        date, second = "2026-02-03", LabelEncoding("gmv", "regression")
+        outputs = {
+            "click": keras.layers.Dense(1, activation="sigmoid", name="click")(hidden),
+            "gmv": keras.layers.Dense(1, name="gmv")(hidden),
+        }
+    else:  # one output, a column per label
+        date, second = "2026-02-04", LabelEncoding("buy", "binary")
+        outputs = keras.layers.Dense(2, activation="sigmoid", name="score")(hidden)
+    encodings = (LabelEncoding("click", "binary"), second)
+    job = labelled_job(pipeline, spark, fmap, date, keras.Model(inputs, outputs), task, encodings)
+    result = predict.run(spark, job)
+    columns = ["uid", "score_click", f"score_{second.name}"]
+    scores = spark.read.parquet(result["output"])
+    assert scores.columns == result["columns"] == columns
+    assert dict(scores.dtypes) == {"uid": "bigint", **dict.fromkeys(columns[1:], "float")}
+    stats = scores.selectExpr("count(*) n", "count(score_click) c", "min(score_click) lo").first()
+    assert stats["n"] == stats["c"] == DEMO_ROWS
+    assert stats["lo"] >= 0.0
+
+
+@pytest.mark.parametrize(
+    ("date", "task", "message"),
+    [
+        (
+            "2026-02-05",
+            "multiclass",
+            r"has outputs score \(4 wide\), which do not fit the heads of fmap .*: head 'score' "
+            r"\(species\) has 4 probabilities per row, but the fmap knows 3 classes",
+        ),
+        (
+            "2026-02-06",
+            "multitask",
+            r"has outputs ctr \(1 wide\), value \(1 wide\), which do not fit the heads of fmap "
+            r".*name each output after its label",
+        ),
+    ],
+)
+def test_outputs_that_do_not_fit_the_heads_fail_before_any_task(
+    pipeline: Any, spark: Any, fmap: FeatureMap, date: str, task: str, message: str
+) -> None:
+    import keras
+
+    inputs, hidden = tiny_body(fmap)
+    if task == "multiclass":
+        model = softmax_model(fmap, 4)
+        encodings = (LabelEncoding("species", "multiclass", ("a", "b", "c"), (1, 1, 1)),)
+    else:
+        ctr = keras.layers.Dense(1, activation="sigmoid", name="ctr")(hidden)
+        value = keras.layers.Dense(1, name="value")(hidden)
+        model = keras.Model(inputs, {"ctr": ctr, "value": value})
+        encodings = (LabelEncoding("click", "binary"), LabelEncoding("gmv", "regression"))
+    job = labelled_job(pipeline, spark, fmap, date, model, task, encodings)
+    context = spark.sparkContext
+
+    def jobs_of(group: str, action: Any) -> int:
+        """How many Spark jobs ``action`` ran."""
+        context.setJobGroup(group, group)
+        try:
+            action()
+        finally:
+            context.setLocalProperty("spark.jobGroup.id", None)
+        return len(context.statusTracker().getJobIdsForGroup(group))
+
+    def fails() -> None:
+        with pytest.raises(PredictError, match=message) as caught:
+            predict.run(spark, job)
+        assert str(caught.value).startswith(f"model {job.layout.model('dnn', date)} ({task})")
+
+    reading = jobs_of(
+        f"read-{date}", lambda: spark.read.parquet(job.layout.encoded("labelled", date))
+    )
+    # The run reads the encoded table's schema, and fails before counting or scoring it.
+    assert jobs_of(f"heads-{date}", fails) == reading
+    assert not storage.exists(job.layout.predict("dnn", date))

@@ -7,7 +7,7 @@ must reach a clearly better-than-chance AUC.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import pytest
 from dlflow_airflow.contract.fmap import Bucket, Feature, FeatureMap
 from dlflow_airflow.contract.jobconf import JobConfig
 from dlflow_airflow.contract.layout import Layout, local_path
+from dlflow_airflow.contract.tasks import LabelEncoding
 
 FEATURE_TAG = "ctr_v1"
 MODEL_TAG = "dnn_v1"
@@ -123,6 +124,7 @@ class Workspace:
         labels: tuple[str, ...] = ("label",),
         model_date: str = TRAIN_DATE,
         options: dict[str, Any] | None = None,
+        heads: dict[str, str] | None = None,
     ) -> JobConfig:
         """The ``kind`` job's document (``train`` or ``evaluate``), parsed as that job parses it.
 
@@ -138,6 +140,7 @@ class Workspace:
                     "name": model_name,
                     "date": model_date,
                     "params": dict(FAST_PARAMS if params is None else params),
+                    "heads": dict(heads or {}),
                 },
                 "options": {"threads": 2, **(options or {})},
             },
@@ -170,3 +173,75 @@ def fresh_workspace(tmp_path: Path) -> Workspace:
     ws = Workspace(uri=f"file://{tmp_path}", fmap=make_fmap())
     ws.fmap.save(ws.layout.femodel(FEATURE_TAG, TRAIN_DATE))
     return ws
+
+
+# ---------------------------------------------------------------- tasks beyond one score
+
+CLASSES = ("cat", "dog", "fish")
+"""The multiclass label's classes: encode writes the index (``UNSEEN_CLASS`` for others)."""
+MULTILABEL_LABELS = ("clicked", "liked")
+MULTITASK_LABELS = ("click", "dwell")  # a binary head and a regression head
+MULTITASK_HEADS = {"dwell": "regression"}  # model.heads (click is binary by default)
+TASK_MODELS = {
+    "binary": "dnn_binary_classifier",
+    "regression": "dnn_regressor",
+    "multiclass": "dnn_classifier",
+    "multilabel": "dnn_multilabel_classifier",
+    "multitask": "dnn_multitask",
+}
+
+
+def task_fmap(task: str, model_date: str = TRAIN_DATE) -> FeatureMap:
+    """:func:`make_fmap` with the labels a ``task`` model learns, as the fit records them."""
+    encodings = {
+        "binary": (LabelEncoding("label", "binary"),),
+        "regression": (LabelEncoding("label", "regression"),),
+        "multiclass": (LabelEncoding("label", "multiclass", CLASSES, (100, 100, 100)),),
+        "multilabel": tuple(LabelEncoding(name, "binary") for name in MULTILABEL_LABELS),
+        "multitask": (LabelEncoding("click", "binary"), LabelEncoding("dwell", "regression")),
+    }[task]
+    return replace(
+        make_fmap(model_date),
+        labels=tuple(e.name for e in encodings),
+        label_encodings=encodings,
+    )
+
+
+def task_table(task: str, rows: int, seed: int) -> pa.Table:
+    """:func:`encoded_table`'s inputs with labels a ``task`` model can learn from them.
+
+    multiclass: the third of ``age`` (class index 0, 1, 2); multilabel: ``age > 0.5``
+    and ``city >= 4``; multitask: ``click`` is ``age > 0.5``, ``dwell`` is
+    ``2 * spend + (city >= 4)`` plus a little noise.
+    """
+    table = encoded_table(rows, seed)
+    nums = np.array(table.column("user_nums").to_pylist(), np.float32).reshape(rows, 2)
+    ctgs = np.array(table.column("user_ctgs").to_pylist(), np.int32).reshape(rows, 2)
+    age, spend, big_city = nums[:, 0], nums[:, 1], (ctgs[:, 0] >= 4)
+    if task in ("binary", "regression"):
+        return table
+    if task == "multiclass":
+        labels = {"label": np.minimum((age * 3).astype(np.int32), 2)}
+    elif task == "multilabel":
+        labels = {"clicked": (age > 0.5).astype(np.int64), "liked": big_city.astype(np.int64)}
+    else:
+        noise = np.random.default_rng(seed).normal(0.0, 0.05, rows)
+        labels = {
+            "click": (age > 0.5).astype(np.int64),
+            "dwell": (2.0 * spend + big_city + noise).astype(np.float64),
+        }
+    table = table.drop_columns(["label"])
+    for name, values in labels.items():
+        table = table.append_column(name, pa.array(values))
+    return table
+
+
+def task_job(ws: Workspace, task: str, **kwargs: Any) -> JobConfig:
+    """``ws.job`` for the ``task`` model of :data:`TASK_MODELS` with its labels and heads."""
+    kind = kwargs.pop("kind", "train")
+    date = kwargs.pop("date", TRAIN_DATE)
+    labels = task_fmap(task).labels
+    body = ws.job(date, kind=kind, model_name=TASK_MODELS[task], labels=labels, **kwargs).body()
+    if task == "multitask":
+        body["model"]["heads"] = dict(MULTITASK_HEADS)
+    return JobConfig.from_body(date, body, job=kind)

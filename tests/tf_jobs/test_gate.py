@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
-from dlflow_airflow.contract.options import METRIC_DIRECTION, TF_METRICS
-from tf_jobs.gate import Champion, Miss, check_gate
+from dlflow_airflow.contract.options import (
+    METRIC_DIRECTION,
+    TF_METRICS,
+    EvaluateOptions,
+    metric_direction,
+)
+from dlflow_airflow.contract.tasks import BINARY, REGRESSION, Head
+from tf_jobs.gate import Champion, GateKeyError, Miss, check_gate, check_gate_keys
 
 CHAMPION = Champion(
     "2026-01-01",
@@ -81,3 +88,43 @@ def test_every_direction_is_of_a_computed_metric() -> None:
     assert set(METRIC_DIRECTION) < set(TF_METRICS)
     undirected = set(TF_METRICS) - set(METRIC_DIRECTION)
     assert undirected == {"calibration", "positive_rate", "mean_score", "rows"}
+
+
+HEADS = [Head("click", "click", BINARY), Head("revenue", "revenue", REGRESSION)]
+
+
+def test_a_head_metric_is_gated_by_its_key_and_compared_by_its_metric_direction() -> None:
+    metrics = {"rows": 100, "click.auc": 0.65, "revenue.mse": 2.0, "revenue.r2": 0.3}
+    gate = {"click.auc": {"min": 0.7}, "revenue.mse": {"max_drop_vs_blessed": 0.1}}
+    champion = Champion("2026-01-01", "file:///m", {"click.auc": 0.7, "revenue.mse": 1.5})
+    low, worse = check_gate(metrics, gate, champion)
+    assert low.describe() == "click.auc 0.6500 < min 0.7 (by 0.0500)"
+    assert worse.describe().startswith("revenue.mse 2.0000 > champion's 1.5000 + ")
+    assert check_gate(metrics, {"click.auc": {"min": 0.6}, "revenue.r2": {"min": 0.2}}) == []
+
+
+def test_gate_options_accept_head_keys_and_refuse_unknown_or_aimless_metrics() -> None:
+    options = EvaluateOptions(
+        gate={"click.auc": {"min": 0.7, "max_drop_vs_blessed": 0.01}, "macro_f1": {"min": 0.5}}
+    )
+    assert set(options.gate) == {"click.auc", "macro_f1"}
+    assert options.compares_champion
+    with pytest.raises(ValidationError, match=r"unknown gate metric \['click.auk'\]"):
+        EvaluateOptions(gate={"click.auk": {"min": 0.7}})
+    with pytest.raises(ValidationError, match="click.rows.max_drop_vs_blessed"):
+        EvaluateOptions(gate={"click.rows": {"max_drop_vs_blessed": 1}})
+    with pytest.raises(ValidationError, match="unknown gate metric"):
+        EvaluateOptions(gate={".auc": {"min": 0.7}})
+    assert metric_direction("click.weighted_f1") == "higher"
+    assert metric_direction("a.b.log_loss") == "lower"
+
+
+def test_gate_keys_must_fit_the_model_heads() -> None:
+    check_gate_keys({"click.auc": {}, "revenue.mse": {}, "rows": {}}, HEADS)
+    check_gate_keys({"auc": {}}, [Head("score", "label", BINARY)])
+    with pytest.raises(GateKeyError, match=r"clik.auc: no head 'clik'; did you mean click.auc\?"):
+        check_gate_keys({"clik.auc": {}}, HEADS)
+    with pytest.raises(GateKeyError, match=r"auc: this model has several heads; name one"):
+        check_gate_keys({"auc": {}}, HEADS)
+    with pytest.raises(GateKeyError, match="this model has one head"):
+        check_gate_keys({"score.auc": {}}, [Head("score", "label", BINARY)])

@@ -15,6 +15,7 @@ from tests.tf_jobs.conftest import (
     TRAIN_DATE,
     Workspace,
     encoded_table,
+    make_fmap,
     write_partition,
 )
 from tf_jobs import inputs
@@ -23,12 +24,16 @@ from tf_jobs.inputs import CorruptFileError, EncodedDataError, InputOptions
 pytestmark = pytest.mark.tf
 
 
+HEADS = make_fmap().heads("binary")
+
+
 def _open(ws: Workspace, date: str = EVAL_DATE) -> inputs.EncodedSource:
-    return inputs.open_encoded(ws.layout.encoded(FEATURE_TAG, date), ws.fmap, "label")
+    return inputs.open_encoded(ws.layout.encoded(FEATURE_TAG, date), ws.fmap, HEADS)
 
 
 def _collect(ws: Workspace, options: InputOptions, epoch: int = 0):
-    return list(inputs.iter_arrays(_open(ws), ws.fmap, "label", options, epoch=epoch))
+    source = _open(ws)
+    return list(inputs.iter_arrays(source, ws.fmap, HEADS, options, epoch=epoch, task="binary"))
 
 
 def test_open_skips_marker_and_hidden_files(workspace: Workspace) -> None:
@@ -80,7 +85,12 @@ def test_make_dataset_signature_and_steps(workspace: Workspace) -> None:
     import tensorflow as tf
 
     dataset = inputs.make_dataset(
-        _open(workspace), workspace.fmap, "label", InputOptions(batch_size=1000), rows=EVAL_ROWS
+        _open(workspace),
+        workspace.fmap,
+        HEADS,
+        InputOptions(batch_size=1000),
+        rows=EVAL_ROWS,
+        task="binary",
     )
     assert dataset.cardinality().numpy() == 3
     features, labels = next(iter(dataset))
@@ -116,24 +126,18 @@ def test_missing_column_is_named(fresh_workspace: Workspace) -> None:
     uri = fresh_workspace.layout.encoded(FEATURE_TAG, TRAIN_DATE)
     write_partition(uri, encoded_table(10, 0).drop_columns(["item_ctgs"]))
     with pytest.raises(EncodedDataError, match="item_ctgs"):
-        inputs.open_encoded(uri, fresh_workspace.fmap, "label")
+        inputs.open_encoded(uri, fresh_workspace.fmap, HEADS)
 
 
 def test_label_scan_and_binary_check(fresh_workspace: Workspace) -> None:
     uri = fresh_workspace.layout.encoded(FEATURE_TAG, TRAIN_DATE)
     write_partition(uri, encoded_table(6, 0, label_values=np.array([0, 1, 1, 2, 0, 1])))
-    source = inputs.open_encoded(uri, fresh_workspace.fmap, "label")
-    summary = inputs.scan_labels(source, "label")
-    assert (summary.rows, summary.positives, summary.values) == (6, 5.0, (0.0, 1.0, 2.0))
+    source = inputs.open_encoded(uri, fresh_workspace.fmap, HEADS)
+    summary = inputs.scan_labels(source, HEADS)
+    stats = summary.of("label")
+    assert (summary.rows, stats.total, stats.values) == (6, 5.0, (0.0, 1.0, 2.0))
     with pytest.raises(EncodedDataError, match=r"other than 0 and 1 \(2\)"):
-        inputs.require_binary(summary, "label", uri)
-
-
-def test_exactly_one_label() -> None:
-    assert inputs.single_label(["label"]) == "label"
-    for labels in ([], ["a", "b"]):
-        with pytest.raises(EncodedDataError, match="exactly one label"):
-            inputs.single_label(labels)
+        inputs.check_labels(summary, HEADS, uri, uri)
 
 
 # ---------------------------------------------------------------- unreadable part files
@@ -174,7 +178,7 @@ def test_a_truncated_first_file_is_named_when_opening(fresh_workspace: Workspace
     uri, parts = _corrupt_partition(fresh_workspace)
     _truncate(parts[0])  # the file the dataset reads its schema from
     with pytest.raises(CorruptFileError) as info:
-        inputs.open_encoded(uri, fresh_workspace.fmap, "label")
+        inputs.open_encoded(uri, fresh_workspace.fmap, HEADS)
     assert str(info.value).startswith(
         f"cannot read Parquet file {parts[0]} of encoded partition {uri}: "
     )
@@ -184,19 +188,19 @@ def test_a_truncated_first_file_is_named_when_opening(fresh_workspace: Workspace
 def test_a_truncated_file_is_named_by_the_label_scan(fresh_workspace: Workspace) -> None:
     uri, parts = _corrupt_partition(fresh_workspace)
     _truncate(parts[1])
-    source = inputs.open_encoded(uri, fresh_workspace.fmap, "label")
+    source = inputs.open_encoded(uri, fresh_workspace.fmap, HEADS)
     with pytest.raises(CorruptFileError, match=f"file {parts[1]} of encoded partition {uri}: "):
-        inputs.scan_labels(source, "label")
+        inputs.scan_labels(source, HEADS)
 
 
 def test_a_corrupt_column_is_named_while_reading_batches(fresh_workspace: Workspace) -> None:
     uri, parts = _corrupt_partition(fresh_workspace)
     _corrupt_column(parts[1], "user_nums")
-    source = inputs.open_encoded(uri, fresh_workspace.fmap, "label")
-    assert inputs.scan_labels(source, "label").rows == 1200  # the label column is intact
+    source = inputs.open_encoded(uri, fresh_workspace.fmap, HEADS)
+    assert inputs.scan_labels(source, HEADS).rows == 1200  # the label column is intact
     expected = f"file {parts[1]} of encoded partition {uri}: "
     with pytest.raises(CorruptFileError, match=expected):
-        list(inputs.iter_arrays(source, fresh_workspace.fmap, "label", InputOptions()))
+        list(inputs.iter_arrays(source, fresh_workspace.fmap, HEADS, InputOptions(), task="binary"))
 
 
 def test_training_on_a_corrupt_file_fails_naming_it(fresh_workspace: Workspace) -> None:

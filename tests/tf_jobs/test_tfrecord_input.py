@@ -20,8 +20,18 @@ PARAMS = {"epochs": 2, "batch_size": 128, "hidden_units": [8]}
 
 
 def write_tfrecords(uri: str, table: pa.Table, parts: int = 2) -> list[Path]:
-    """Part files of tf.train.Example records with the encoded columns, plus _SUCCESS."""
+    """Part files of tf.train.Example records with the table's columns, plus _SUCCESS.
+
+    Typed as encode writes them: integers and integer lists as int64 lists, floats
+    and float lists as float lists.
+    """
     import tensorflow as tf
+
+    def feature(value: object) -> tf.train.Feature:
+        values = value if isinstance(value, list) else [value]
+        if all(isinstance(v, int) for v in values):
+            return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+        return tf.train.Feature(float_list=tf.train.FloatList(value=values))
 
     folder = Path(local_path(uri))
     folder.mkdir(parents=True, exist_ok=True)
@@ -32,20 +42,8 @@ def write_tfrecords(uri: str, table: pa.Table, parts: int = 2) -> list[Path]:
         path = folder / f"part-{i:05d}-test.tfrecord"
         with tf.io.TFRecordWriter(str(path)) as writer:
             for row in rows[i * step : (i + 1) * step]:
-                feature = {
-                    "uid": tf.train.Feature(int64_list=tf.train.Int64List(value=[row["uid"]])),
-                    "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[row["label"]])),
-                    "user_nums": tf.train.Feature(
-                        float_list=tf.train.FloatList(value=row["user_nums"])
-                    ),
-                    "user_ctgs": tf.train.Feature(
-                        int64_list=tf.train.Int64List(value=row["user_ctgs"])
-                    ),
-                    "item_ctgs": tf.train.Feature(
-                        int64_list=tf.train.Int64List(value=row["item_ctgs"])
-                    ),
-                }
-                example = tf.train.Example(features=tf.train.Features(feature=feature))
+                features = {name: feature(value) for name, value in row.items()}
+                example = tf.train.Example(features=tf.train.Features(feature=features))
                 writer.write(example.SerializeToString())
         paths.append(path)
     (folder / "_SUCCESS").touch()
@@ -61,10 +59,13 @@ def test_tfrecord_batches_equal_the_parquet_batches(fresh_workspace: Workspace) 
     write_parquet(layout.encoded(FEATURE_TAG, TRAIN_DATE), table, parts=1)
     options = InputOptions(batch_size=128, shuffle=False)
     fmap = fresh_workspace.fmap
+    heads = fmap.heads("binary")
     source = tfrecord_input.open_tfrecord(layout.tfrecord(FEATURE_TAG, TRAIN_DATE))
-    from_records = list(tfrecord_input.make_dataset(source, fmap, "label", options, rows=300))
-    parquet = inputs.open_encoded(layout.encoded(FEATURE_TAG, TRAIN_DATE), fmap, "label")
-    from_parquet = list(inputs.make_dataset(parquet, fmap, "label", options, rows=300))
+    from_records = list(
+        tfrecord_input.make_dataset(source, fmap, heads, options, rows=300, task="binary")
+    )
+    parquet = inputs.open_encoded(layout.encoded(FEATURE_TAG, TRAIN_DATE), fmap, heads)
+    from_parquet = list(inputs.make_dataset(parquet, fmap, heads, options, rows=300, task="binary"))
     assert [len(b[1]) for b in from_records] == [128, 128, 44]
     for (x1, y1), (x2, y2) in zip(from_records, from_parquet, strict=True):
         np.testing.assert_array_equal(y1.numpy(), y2.numpy())

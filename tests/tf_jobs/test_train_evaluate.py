@@ -43,6 +43,7 @@ def test_train_commits_model_history_and_manifest(
     assert trained["model"] == final
     assert trained["rows"] == TRAIN_ROWS
     assert trained["epochs"] == 3
+    assert "task" not in trained  # a binary model's result is as it was before tasks
     folder = Path(local_path(final))
     assert {"_SUCCESS", "history.json", "manifest.json", "model.keras"} <= {
         p.name for p in folder.iterdir()
@@ -59,6 +60,11 @@ def test_train_commits_model_history_and_manifest(
         "date": TRAIN_DATE,
     }
     assert manifest["params"]["hidden_units"] == [16]
+    assert manifest["task"] == "binary"
+    assert manifest["heads"] == [
+        {"name": "score", "label": "label", "kind": "binary", "classes": []}
+    ]
+    assert manifest["feature"] == {"tag": FEATURE_TAG, "label": "label"}
     assert manifest["tensorflow"]
     # No staging leftovers next to the committed partition.
     assert not list((folder.parent / "_staging").iterdir())
@@ -127,7 +133,7 @@ def test_evaluate_without_model_names_the_path(fresh_workspace: Workspace) -> No
 
 def test_unknown_model_name(workspace: Workspace) -> None:
     with pytest.raises(
-        ModelConfigError, match="known models: deepfm, dnn_binary_classifier, dnn_regressor"
+        ModelConfigError, match="known models: deepfm, dnn_binary_classifier, dnn_classifier, "
     ):
         train.run(workspace.job(model_name="wide_and_deep"))
 
@@ -166,7 +172,7 @@ def test_label_2_is_refused_by_the_binary_classifier(fresh_workspace: Workspace)
 
 
 def test_two_labels_are_refused(workspace: Workspace) -> None:
-    with pytest.raises(EncodedDataError, match="exactly one label"):
+    with pytest.raises(ModelConfigError, match="a binary model learns exactly one label"):
         train.run(workspace.job(labels=("label", "other")))
 
 

@@ -7,7 +7,11 @@ from collections.abc import Callable
 from dlflow_airflow.contract.dependencies import BASE_PLACEHOLDERS
 from dlflow_airflow.devtools.convert.context import identifier
 from dlflow_airflow.devtools.convert.flowbase import FlowBase, Json
-from dlflow_airflow.devtools.convert.templates import TemplateError, dmflow_path, dmflow_strftime
+from dlflow_airflow.devtools.convert.templates import (
+    TemplateError,
+    dmflow_path,
+    dmflow_strftime,
+)
 
 
 class DependencyReader(FlowBase):
@@ -72,7 +76,8 @@ class DependencyReader(FlowBase):
                 (*key, "degradeDays"),
                 f"degrade {self.degrade(entry)} day(s): {{{name}}} is the offset date here, "
                 "never an older ready day, so the check does not fall back (a missing "
-                "partition fails the merge instead of reading an older day)",
+                "partition fails the merge instead of reading an older day); a dependency "
+                "gives merge its ready path, not the date it degraded to",
             )
         try:
             ready = self.path_dependency(entry, key, default_check)
@@ -97,7 +102,10 @@ class DependencyReader(FlowBase):
         try:
             self.flow.dependencies[name] = self.path_dependency(entry, key, default_check)
         except TemplateError as exc:
-            self.unmapped((*key, "pathTemplate"), f"{exc}; the dependency {name!r} is left out")
+            self.unmapped(
+                (*key, "pathTemplate"),
+                f"{exc}; the dependency {name!r} is left out",
+            )
             del self.flow.renames[str(entry.get("key", ""))]  # so SQL keeps ${KEY} as text
 
     def date(self, entry: Json, key: tuple[str, ...], default_check: Json) -> None:

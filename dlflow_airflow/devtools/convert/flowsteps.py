@@ -45,7 +45,8 @@ class StepReader(FlowBase):
             "MissingValueFiller": self.filler_step,
         }
         self.unknown_keys(step, _STEP_KEYS, key, "step")
-        if step.get("checkpoint"):
+        checkpoint = step.get("checkpoint")
+        if checkpoint and (not isinstance(checkpoint, dict) or checkpoint.get("enable")):
             self.unmapped((*key, "checkpoint"), NO_CHECKPOINTS)
         if op not in converters:
             self.unmapped((*key, "opType"), f"unknown operator {op!r}; the step is left out")
@@ -131,10 +132,17 @@ class StepReader(FlowBase):
             return None
         self.unknown_keys(
             params,
-            {"clazz", "joinKeys", "extraParams", "substitutions", "uniqueCheck", "primaryKeys"},
+            {"clazz", "joinKeys", "extraParams", "substitutions", "uniqueCheck", "primaryKeys"}
+            | {"emptyCheck"},
             key,
             "UDF_Assembler",
         )
+        if params.get("emptyCheck"):
+            self.unmapped(
+                (*key, "emptyCheck"),
+                "a source is not checked for rows here (the merged table keeps one row per "
+                "seed row; a feature it lacks is null)",
+            )
         self.check_substitutions(params, key)
         extra = params.get("extraParams") or {}
         self.unknown_keys(extra, {"path", "format"}, (*key, "extraParams"), "HdfsReader")
@@ -152,16 +160,24 @@ class StepReader(FlowBase):
         return {"name": name, "path": path, "format": extra.get("format", "parquet"), "keys": keys}
 
     def excluded(self, params: Json, key: tuple[str, ...], what: str) -> None:
+        """dmflow's ``excludeCols``: columns the step leaves alone (keys and labels, its docs
+        say). Ours leave out the primary keys only and take no exclude list."""
         extra = [str(c) for c in params.get("excludeCols") or [] if c not in self.primary_keys]
         if extra:
             self.unmapped(
                 (*key, "excludeCols"),
-                f"{what} leaves out the primary keys only; {extra} are not excluded",
+                f"{extra} are not excluded: {what}. Not feature.drop_columns either: dmflow "
+                "keeps these columns, it only leaves them out of this step",
             )
 
     def counter_step(self, params: Json, key: tuple[str, ...], label: str) -> Json:
         self.unknown_keys(params, {"excludeCols"}, key, "MissingValueCounter")
-        self.excluded(params, key, "count_missing (without columns) counts every column but")
+        self.excluded(
+            params,
+            key,
+            "count_missing counts every column but the primary keys (a label's nulls too); "
+            "to leave columns out, list the ones to count in its columns",
+        )
         self.note(
             key,
             "count_missing adds missing_count and missing_ratio (nulls, and NaN in floats); "
@@ -183,7 +199,9 @@ class StepReader(FlowBase):
                 )
                 continue
             self.fill_group(group, spec or {}, (*key, group), by_type, columns)
-        self.excluded(params, key, "fill_missing")
+        self.excluded(
+            params, key, "fill_missing fills every column but the primary keys (a null label too)"
+        )
         filled = {"by_type": by_type, "columns": columns}
         return {"fill_missing": {k: v for k, v in filled.items() if v}}
 

@@ -59,6 +59,7 @@ class ConfigReader(Source):
     options: ConvertOptions
     used: set[str] = field(default_factory=set)
     primary_keys: list[str] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
 
     def take(self, name: str) -> Any:
         """The top-level value ``name`` (None when absent), marked as handled."""
@@ -116,14 +117,15 @@ class ConfigReader(Source):
 
     def model(self) -> tuple[Json, Json]:
         """The model block, and the train options it implies (the input reader's)."""
-        name, params, train = convert_model(self, self.block("MODEL"))
+        found = convert_model(self, self.block("MODEL"), self.labels)
         model = {
             "tag": self.tag("MODEL_TAG"),
-            "name": name,
+            "name": found.name,
             "date": self.model_date(),
-            "params": params,
+            "params": found.params,
+            "heads": found.heads,
         }
-        return {k: v for k, v in model.items() if v not in (None, {})}, train
+        return {k: v for k, v in model.items() if v not in (None, {})}, found.train
 
     def model_date(self) -> str | None:
         model_date = self.date_of("MODEL_DATE")
@@ -207,10 +209,11 @@ class ConfigReader(Source):
         if labels and others and labels != others:
             self.unmapped(("LABELS",), f"both LABELED_KEYS and LABELS are set; {labels} used")
         self.primary_keys = self.names("PRIMARY_KEYS")
+        self.labels = labels or others
         feature: Json = {
             "tag": self.tag("FEATURE_TAG"),
             "primary_keys": self.primary_keys,
-            "labels": labels or others,
+            "labels": self.labels,
         }
         drop = self.names("DROP_COLUMNS")
         if drop:
@@ -276,6 +279,7 @@ class ConfigReader(Source):
                 "encode writes the encoded Parquet table train reads; for DLFlow's "
                 "TFRecords as well, set stages.encode.tfrecord: true",
             )
+        self.check_labels(stages)
         needs = {t for name in stages for t in job_tags(name).needs}
         produced = {t for name in stages for t in job_tags(name).produces}
         external = sorted(needs - produced)
@@ -286,6 +290,21 @@ class ConfigReader(Source):
                 "already be in the workspace, see `dlflow-airflow graph`)",
             )
         return stages, external
+
+    def check_labels(self, stages: Json) -> None:
+        """No labels, but a stage that reads them: reported (validation refuses it too)."""
+        from dlflow_airflow.contract.artifacts import job_tags
+        from dlflow_airflow.pipeline.build import LABEL_READERS
+
+        readers = [n for n in stages if set(job_tags(n).produces) & set(LABEL_READERS)]
+        if readers and not self.labels:
+            self.unmapped(
+                ("LABELED_KEYS",),
+                f"no LABELED_KEYS (nor LABELS), but {', '.join(readers)} read(s) the labels "
+                "(encode fits their encoding, train learns them, evaluate scores them): "
+                "feature.labels is left empty and the pipeline does not validate until you "
+                "set it (one label for a binary, regression or multi-class model)",
+            )
 
     def steps(self) -> set[str]:
         chosen: set[str] = set()

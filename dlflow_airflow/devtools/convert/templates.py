@@ -129,18 +129,22 @@ def run_date_shape(shape: str) -> str:
 def dmflow_path(template: str) -> str:
     """A dmflow ``pathTemplate`` as our dependency path.
 
-    :raises TemplateError: its date is split in parts ``${YYYY}/${MM}/${DD}``, or it
-        names another placeholder.
+    ``${YYYY}${MM}${DD}`` is ``{date_nodash}``, ``${YYYY}-${MM}-${DD}`` is ``{date}``,
+    and parts on their own (``${YYYY}/${MM}/${DD}``) are ``{year}``, ``{month}``, ``{day}``.
+
+    :raises TemplateError: it names another placeholder.
     """
     text = template
     for year, month, day in (("YYYY", "MM", "DD"), ("yyyy", "mm", "dd")):
         text = text.replace(f"${{{year}}}${{{month}}}${{{day}}}", placeholder("date_nodash"))
         text = text.replace(f"${{{year}}}-${{{month}}}-${{{day}}}", placeholder("date"))
+        for token, ours in ((year, "year"), (month, "month"), (day, "day")):
+            text = text.replace(f"${{{token}}}", placeholder(ours))
     left = _DMFLOW_REF.findall(text)
     if left:
         raise TemplateError(
             f"pathTemplate {template!r}: ${{{left[0]}}} has no placeholder here; a path "
-            "may hold the date only whole, as {date} (YYYY-MM-DD) or {date_nodash} (YYYYMMDD)"
+            "holds the date as {date}, {date_nodash} or {year}/{month}/{day}"
         )
     return as_template(text)
 

@@ -31,6 +31,8 @@ from tests.conftest import REPO
 FIXTURES = REPO / "tests" / "fixtures" / "dlflow"
 CTR = FIXTURES / "ctr" / "ctr.conf"
 SPECIES = FIXTURES / "species" / "species.conf"
+IRIS = FIXTURES / "iris" / "iris.conf"
+MULTILABEL = FIXTURES / "multilabel" / "multilabel.conf"
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,9 @@ def test_a_user_model_is_kept_with_a_note_and_validation_says_why(
     assert run.doc["model"]["name"] == "species_classifier"
     assert run.doc["model"]["params"]["classes"] == 3  # a user model keeps its own params
     assert run.doc["model"]["params"]["layers"] == [16, 8]
-    assert "The model contract (your own model)" in run.lines_about("MODEL.model_name")[0]
+    [note] = run.lines_about("MODEL.model_name")
+    assert "The model contract (your own model)" in note
+    assert "dnn_classifier could replace it, but it does not take attention_units" in note
     assert f"{run.out}: model.name: unknown model 'species_classifier'" in run.err
     assert "# DOES NOT VALIDATE YET" in run.text
     assert "Traceback" not in run.err
@@ -127,6 +131,140 @@ def test_labels_key_user_tasks_and_missing_producers(
     assert run.doc["external"] == ["RAW_FEATURE"]  # no merge: raw features come from outside
     assert run.doc["buckets"]["stem_part"]["method"] == "zscore"  # renamed, reported
     assert run.lines_about("BUCKET.stem-part")
+
+
+def write_config(tmp_path: Path, body: str, name: str = "c.conf") -> Path:
+    """A small DLFlow config: ``body`` after the keys every run needs."""
+    config = tmp_path / name
+    config.write_text(
+        'MODEL_TAG: m\nFEATURE_TAG: f\nFEATURE_DATE: 20240105\nPRIMARY_KEYS: "id"\n'
+        f'HDFS_WORKSPACE: "file:///ws"\n{body}\n'
+    )
+    return config
+
+
+@pytest.mark.parametrize("labels", ["", 'LABELED_KEYS: ""'])
+def test_no_labels_for_a_config_that_trains_is_reported_and_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, labels: str
+) -> None:
+    body = (
+        f'STEPS: "encode, train, evaluate"\nMODEL: {{ model_name: DNNBinaryClassifier }}\n{labels}'
+    )
+    run = convert(capsys, tmp_path, write_config(tmp_path, body))
+    assert run.code == 1
+    [finding] = run.lines_about("LABELED_KEYS")
+    assert "no LABELED_KEYS (nor LABELS), but encode, train, evaluate read(s) the labels" in finding
+    assert finding in run.err.split("Mapped with a note")[0]  # not mapped, not a note
+    refusal = "feature.labels: a binary model learns exactly one label; feature.labels has 0"
+    assert refusal in run.err
+    assert "# DOES NOT VALIDATE YET" in run.text and refusal in run.text
+    assert run.doc["feature"]["labels"] == []
+
+
+def test_no_labels_for_a_config_that_only_predicts_is_fine(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    body = 'STEPS: "predict"\nMODEL: { model_name: DNNBinaryClassifier }'
+    run = convert(capsys, tmp_path, write_config(tmp_path, body))
+    assert not run.lines_about("LABELED_KEYS")
+    assert run.code == 0, run.err
+
+
+# --- models by task ---------------------------------------------------------------------------
+
+
+def test_iris_softmax_model_becomes_the_multiclass_builtin(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    run = convert(capsys, tmp_path, IRIS)
+    assert run.code == 0, run.err
+    assert run.doc["feature"]["labels"] == ["species"]
+    assert run.doc["model"]["name"] == "dnn_classifier"
+    assert run.doc["model"]["params"] == {  # no classes: they come from the label at fit
+        "hidden_units": [16, 8],
+        "learning_rate": 0.01,
+        "batch_size": 16,
+        "epochs": 20,
+    }
+    assert run.doc["buckets"]["sepal"]["method"] == "pnorm"
+    assert run.doc["buckets"]["sepal"]["params"] == {"p": 1.0}
+    assert run.doc["buckets"]["petal"]["method"] == "zscore"
+    model_conf = FIXTURES / "iris" / "model_conf" / "model.conf"
+    [chosen] = run.lines_about("MODEL.model_name")
+    assert chosen.startswith(f"{model_conf}: MODEL.model_name: 'IrisSoftmaxClassifier'")
+    assert "classes 3 is a multi-class (softmax) classifier" in chosen
+    assert "-> dnn_classifier" in chosen
+    assert "from the label's values at fit" in run.lines_about("MODEL.classes")[0]
+    assert main(["validate", str(run.out)]) == 0
+
+
+def test_several_labels_with_dlflows_binary_classifier_are_multilabel(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    run = convert(capsys, tmp_path, MULTILABEL)
+    assert run.code == 0, run.err
+    assert run.doc["feature"]["labels"] == ["clicked", "liked", "shared"]
+    assert run.doc["feature"]["primary_keys"] == ["uid", "post_id"]
+    assert run.doc["model"]["name"] == "dnn_multilabel_classifier"
+    assert run.doc["model"]["params"]["hidden_units"] == [64, 32]
+    assert "heads" not in run.doc["model"]
+    [chosen] = run.lines_about("MODEL.model_name")
+    assert "DNNBinaryClassifier, a binary classifier, with 3 labels" in chosen
+
+
+def test_several_labels_with_dlflows_regressor_are_a_multitask_model(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    body = (
+        'STEPS: "encode, train"\nLABELED_KEYS: "price, days"\n'
+        "MODEL: { model_name: DNNRegression, layers: [8] }"
+    )
+    run = convert(capsys, tmp_path, write_config(tmp_path, body))
+    assert run.code == 0, run.err
+    assert run.doc["model"]["name"] == "dnn_multitask"
+    assert run.doc["model"]["heads"] == {"price": "regression", "days": "regression"}
+    assert "a regression head per label" in run.lines_about("MODEL.model_name")[0]
+
+
+def test_a_multi_task_user_model_becomes_the_multitask_builtin(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    body = (
+        'STEPS: "encode, train, evaluate"\nLABELED_KEYS: "ctr, gmv"\n'
+        "MODEL: { model_name: MMoEModel, num_experts: 4, layers: [32],\n"
+        "  heads: { ctr: classification, gmv: regression } }"
+    )
+    run = convert(capsys, tmp_path, write_config(tmp_path, body))
+    assert run.code == 0, run.err
+    assert run.doc["model"]["name"] == "dnn_multitask"
+    assert run.doc["model"]["params"] == {"experts": 4, "hidden_units": [32]}
+    assert run.doc["model"]["heads"] == {"ctr": "binary", "gmv": "regression"}
+    assert "its name says a multi-task model" in run.lines_about("MODEL.model_name")[0]
+
+
+def test_a_multi_task_model_without_heads_learns_binary_heads_with_a_note(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    body = 'STEPS: "train"\nLABELED_KEYS: "a, b"\nMODEL: { model_name: "shared_bottom" }'
+    run = convert(capsys, tmp_path, write_config(tmp_path, body))
+    assert run.doc["model"]["name"] == "dnn_multitask"
+    assert "heads" not in run.doc["model"]
+    assert any(
+        "every head of dnn_multitask is binary" in n for n in run.lines_about("MODEL.model_name")
+    )
+
+
+def test_a_classes_count_on_a_binary_builtin_is_reported(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    body = (
+        'STEPS: "train"\nLABELED_KEYS: "y"\nMODEL: { model_name: DNNBinaryClassifier, classes: 3 }'
+    )
+    run = convert(capsys, tmp_path, write_config(tmp_path, body))
+    assert run.doc["model"]["name"] == "dnn_binary_classifier"
+    assert (
+        "a multi-class label wants model.name dnn_classifier" in run.lines_about("MODEL.classes")[0]
+    )
 
 
 # --- buckets and normalisers ----------------------------------------------------------------
@@ -190,7 +328,7 @@ def test_a_missing_include_is_reported(capsys: pytest.CaptureFixture[str], tmp_p
     config = tmp_path / "gone.conf"
     config.write_text(
         'STEPS: "encode"\nMODEL_TAG: m\nFEATURE_TAG: f\nFEATURE_DATE: "20240101"\n'
-        'PRIMARY_KEYS: "id"\nHDFS_WORKSPACE: "file:///tmp/ws"\n'
+        'PRIMARY_KEYS: "id"\nLABELED_KEYS: "y"\nHDFS_WORKSPACE: "file:///tmp/ws"\n'
         '// SPARK : { include file("commented_out.conf") }\n'
         'SPARK : { include file("spark_conf/nowhere.conf") }\n'
     )
@@ -222,10 +360,12 @@ def test_hive_dependency_gives_its_date_and_a_partition_check(ctr: Run) -> None:
         "degrade_days": 0,
         "check": {"success": True},  # settings.checker, the default
     }
-    # A path with the date in parts has no placeholder: the date stays, the check is reported.
+    # A path with the date in parts: {year}/{month}/{day}.
     assert deps["PROFILE_DAY"] == {"date": {"offset_days": -1, "format": "%Y%m%d"}}
-    assert "PROFILE_DAY_ready" not in deps
-    assert "${YYYY} has no placeholder" in ctr.lines_about("dependencies.hive.1.pathTemplate")[0]
+    assert (
+        deps["PROFILE_DAY_ready"]["path"] == "/warehouse/ads.db/user_profile/{year}/{month}/{day}"
+    )
+    assert not ctr.lines_about("dependencies.hive.1.pathTemplate")
     assert "does not fall back" in ctr.lines_about("dependencies.hive.1.degradeDays")[0]
 
 
@@ -271,7 +411,11 @@ def test_sql_assembler_step(ctr: Run) -> None:
 
 def test_missing_value_counter_step(ctr: Run) -> None:
     assert {"count_missing": {}} in ctr.merge["steps"]
-    assert "['clicked'] are not excluded" in ctr.lines_about("steps.3.params.excludeCols")[0]
+    [excluded] = ctr.lines_about("steps.3.params.excludeCols")
+    assert "['clicked'] are not excluded" in excluded
+    assert "list the ones to count in its columns" in excluded
+    assert "Not feature.drop_columns either" in excluded
+    assert "drop_columns" not in str(ctr.doc["feature"].get("drop_columns"))
     assert ctr.lines_about("steps.3.checkpoint")
 
 
@@ -287,12 +431,14 @@ def test_udf_steps_hdfs_reader_is_a_source_others_are_reported(ctr: Run) -> None
         {"name": "activity", "path": "{ACTIVITY_PATH}", "format": "orc", "keys": ["uid"]}
     ]
     assert "GeoHash' (Scala) has no equivalent" in ctr.lines_about("steps.2.params.clazz")[0]
+    assert "not checked for rows" in ctr.lines_about("steps.1.params.emptyCheck")[0]
     assert [list(s) for s in ctr.merge["steps"]] == [["sql"], ["count_missing"], ["fill_missing"]]
 
 
 def test_flow_settings_are_reported(ctr: Run) -> None:
     assert "spark.sql.shuffle.partitions: 400" in ctr.lines_about("settings.parallelism")[0]
     assert ctr.lines_about("settings.checkpoint")
+    assert not ctr.lines_about("steps.0.checkpoint")  # enable: false is no checkpoint
 
 
 def test_seed_file_a_dropped_dependency_and_conflicting_labels(
@@ -321,10 +467,9 @@ def test_seed_file_a_dropped_dependency_and_conflicting_labels(
     seed = Path(run.merge["seed"]["sql"]).read_text()
     assert seed == "select id, y from t where dt = '$FEATURE_DATE'"  # a file is not templated
     assert "kept as text" in run.lines_about("MERGE.seed_sql")[0]
-    assert set(run.merge["dependencies"]) == {"DAY"}  # UP's path has the date in parts
+    assert run.merge["dependencies"]["UP"]["path"] == "/up/{year}/{month}/{day}"
     query = Path(run.merge["steps"][0]["sql"]["file"]).read_text()
-    assert query == "select id, v from parquet.`${{UP}}` join x on '{DAY}'"
-    assert "${UP} is no dependency key" in run.lines_about("steps.0.params.sqlFile")[0]
+    assert query == "select id, v from parquet.`{UP}` join x on '{DAY}'"
 
 
 @pytest.mark.parametrize(
@@ -344,7 +489,7 @@ def test_merge_block_and_steps_disagree(
     config = tmp_path / "c.conf"
     config.write_text(
         f'STEPS: "{steps}"\nMODEL_TAG: m\nFEATURE_TAG: f\nFEATURE_DATE: 20240105\n'
-        f'PRIMARY_KEYS: "id"\nHDFS_WORKSPACE: "file:///ws"\n{merge}\n'
+        f'PRIMARY_KEYS: "id"\nLABELED_KEYS: "y"\nHDFS_WORKSPACE: "file:///ws"\n{merge}\n'
     )
     run = convert(capsys, tmp_path, config)
     assert run.code == 0, run.err
@@ -428,8 +573,9 @@ def test_dlflow_values_without_an_equivalent(value: str) -> None:
 def test_dmflow_paths_and_formatters() -> None:
     assert dmflow_path("/t/${yyyy}${mm}${dd}/x") == "/t/{date_nodash}/x"
     assert dmflow_path("/t/dt=${YYYY}-${MM}-${DD}") == "/t/dt={date}"
-    with pytest.raises(TemplateError, match="YYYY"):
-        dmflow_path("/t/${YYYY}/${MM}/${DD}")
+    assert dmflow_path("/t/${YYYY}/${MM}/${dd}/{x}") == "/t/{year}/{month}/{day}/{{x}}"
+    with pytest.raises(TemplateError, match="REGION"):
+        dmflow_path("/t/${REGION}/${YYYY}")
     assert dmflow_strftime("yyyy/MM/dd") == "%Y/%m/%d"
     with pytest.raises(TemplateError):
         dmflow_strftime("yyyyMMddHH")

@@ -94,3 +94,59 @@ def test_converted_config_runs_end_to_end(
     predictions = local_path(results["predict"]["output"])
     assert pq.read_table(predictions).num_rows == ROWS
     assert os.path.exists(os.path.join(predictions, "_SUCCESS"))
+
+
+IRIS = REPO / "tests" / "fixtures" / "dlflow" / "iris_local" / "iris_local.conf"
+IRIS_DATE = "2024-03-01"  # iris.conf's FEATURE_DATE
+
+
+def test_converted_iris_example_classifies_three_species(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DLFlow's iris example (a softmax model of its own, pnorm and zscore buckets) converts
+    to dnn_classifier and runs on scikit-learn's iris table: encode, train, evaluate, predict."""
+    from sklearn.datasets import load_iris
+
+    from dlflow_airflow.contract import storage
+    from dlflow_airflow.contract.layout import Layout
+    from spark_jobs.session import build_session
+
+    monkeypatch.setenv("DLFLOW_E2E_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
+    monkeypatch.setenv("PYSPARK_DRIVER_PYTHON", sys.executable)
+    out = tmp_path / "dags" / "iris.yaml"
+    assert main(["convert", str(IRIS), "-o", str(out)]) == 0, capsys.readouterr().err
+    pipeline = load_pipeline(out)
+    assert pipeline.spec.model.name == "dnn_classifier"
+    assert pipeline.order == ("encode", "train", "evaluate", "predict")
+
+    data = load_iris(as_frame=True)
+    frame = data.frame.rename(columns=lambda c: c.removesuffix(" (cm)").replace(" ", "_"))
+    frame["species"] = [str(data.target_names[i]) for i in frame.pop("target")]
+    frame.insert(0, "id", range(len(frame)))
+    spark = build_session("dlflow-convert-iris", {"spark.master": "local[1]"})
+    spark.sparkContext.setLogLevel("ERROR")
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        raw = Layout(pipeline.spec.workspace).raw("iris_feature", IRIS_DATE)
+        staging = storage.staging_uri(raw)
+        spark.createDataFrame(frame).coalesce(1).write.parquet(staging)
+        storage.commit(staging, raw)
+        for name in pipeline.order:
+            job = pipeline.stages[name].context(pipeline.spec).job_config(IRIS_DATE)
+            results[name] = _jobs()[name](spark, job)
+    finally:
+        spark.stop()
+
+    assert results["evaluate"]["accuracy"] > 0.9, results["evaluate"]
+    assert set(results["evaluate"]["per_class"]) == {"setosa", "versicolor", "virginica"}
+    table = pq.read_table(local_path(results["predict"]["output"])).to_pandas()
+    assert list(table.columns) == [
+        "id",
+        "species_setosa",
+        "species_versicolor",
+        "species_virginica",
+        "species_predicted",
+    ]
+    truth = frame.set_index("id").loc[table["id"], "species"].to_numpy()
+    assert (table["species_predicted"].to_numpy() == truth).mean() > 0.9

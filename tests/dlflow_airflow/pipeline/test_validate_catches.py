@@ -214,7 +214,8 @@ CATCHES = [
         "unknown placeholder in the seed path",
         _merge(seed={"path": "{workspace}/seed/dt={dt}"}),
         "stages.merge.seed.path",
-        "has unknown placeholder {dt}; allowed: {workspace}, {date}, {date_nodash}",
+        "has unknown placeholder {dt}; allowed: {workspace}, {date}, {date_nodash}, {year}, "
+        "{month}, {day}",
     ),
     (
         "unknown placeholder in a source path",
@@ -223,7 +224,8 @@ CATCHES = [
             sources=[{"name": "profile", "path": "/up/profile/dt={yesterday}"}],
         ),
         "stages.merge.sources.0.path",
-        "has unknown placeholder {yesterday}; allowed: {workspace}, {date}, {date_nodash}, {yday}",
+        "has unknown placeholder {yesterday}; allowed: {workspace}, {date}, {date_nodash}, "
+        "{year}, {month}, {day}, {yday}",
     ),
     (
         "unknown placeholder in a SQL step file",
@@ -240,13 +242,14 @@ CATCHES = [
             }
         ),
         "stages.merge.dependencies.profile.path",
-        "has unknown placeholder {region}; allowed: {workspace}, {date}, {date_nodash}",
+        "has unknown placeholder {region}; allowed: {workspace}, {date}, {date_nodash}, "
+        "{year}, {month}, {day}",
     ),
     (
         "unknown placeholder in a wait_upstream path",
-        _wait({"profile": {"path": "/up/profile/dt={day}"}}),
+        _wait({"profile": {"path": "/up/profile/dt={dt}"}}),
         "stages.wait.dependencies.profile.path",
-        "has unknown placeholder {day}",
+        "has unknown placeholder {dt}",
     ),
     (
         "malformed placeholder",

@@ -75,9 +75,9 @@ def test_date_static_and_bad_placeholders(tmp_path: Path) -> None:
     )
     got = resolve_all(deps, workspace=str(tmp_path), day=DAY)
     assert {k: v.value for k, v in got.items()} == {"yday": "20260104", "region": "cn"}
-    with pytest.raises(DependencyError, match=r"unknown placeholder \{day\}; allowed: \{workspace"):
+    with pytest.raises(DependencyError, match=r"unknown placeholder \{dt\}; allowed: \{workspace"):
         resolve_all(
-            parse_dependencies({"p": {"path": "{workspace}/x/{day}"}}),
+            parse_dependencies({"p": {"path": "{workspace}/x/{dt}"}}),
             workspace=str(tmp_path),
             day=DAY,
         )
@@ -151,11 +151,11 @@ def test_trigger_deadline_and_bad_config_events(tmp_path: Path) -> None:
     assert event.payload["status"] == "timeout"
     assert f"file://{tmp_path}/up/profile/dt=2026-01-04: absent" in event.payload["message"]
     bad = UpstreamPartitionTrigger(
-        dependencies={"p": {"path": "{workspace}/x/{day}"}}, workspace=str(tmp_path), date=DAY
+        dependencies={"p": {"path": "{workspace}/x/{dt}"}}, workspace=str(tmp_path), date=DAY
     )
     event = asyncio.run(anext(bad.run()))
     assert event.payload["status"] == "error"
-    assert "unknown placeholder {day}" in event.payload["message"]
+    assert "unknown placeholder {dt}" in event.payload["message"]
 
 
 def test_deferrable_sensor_defers_to_the_trigger_and_resumes(tmp_path: Path) -> None:
