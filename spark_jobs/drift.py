@@ -244,11 +244,19 @@ def count_features(frame: DataFrame, targets: list[Target]) -> tuple[int, list[F
     spark = frame.sparkSession
     size = 1 + sum(map(_slots, targets))
     files = parquet_files(frame)
+    found = None
     if files is not None:
         counter = functools.partial(count_files, targets)
         parts = spark.sparkContext.parallelize(files, max(len(files), 1)).mapPartitions(counter)
-        found = parts.collect() if files else []
-    else:
+        try:
+            found = parts.collect() if files else []
+        except Exception as exc:  # an executor without libhdfs, a corrupt file...
+            log.warning(
+                "drift: reading the raw files with pyarrow failed (%s); counting through "
+                "Spark's reader instead",
+                str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else type(exc),
+            )
+    if found is None:
         names = list(dict.fromkeys(t.name for t in targets))
         schema = T.StructType([T.StructField("counts", T.ArrayType(T.LongType(), False), False)])
         body = functools.partial(count_batches, targets)

@@ -28,6 +28,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from dlflow_airflow.contract.artifacts import RAW_FEATURE, stage_io
 from dlflow_airflow.contract.drift import QUANTILES
 from dlflow_airflow.contract.fmap import VOCAB_START, Bucket, Feature, FeatureMap, Normalizers
 from dlflow_airflow.contract.jobconf import JobConfig
@@ -401,6 +402,6 @@ def fit(frame: DataFrame, job: JobConfig, model_date: str, *, cuts: bool = False
         primary_keys=tuple(job.feature.primary_keys),
         labels=tuple(job.feature.labels),
         buckets=tuple(buckets),
-        label_encodings=fit_label_encodings(frame, job, f"the raw table fitted for {model_date}"),
+        label_encodings=fit_label_encodings(frame, job, stage_io(job).get(RAW_FEATURE).uri),
     )
     return Fit(fmap, Normalizers(fmap.checksum, fitted), columns, stats, vocabs)

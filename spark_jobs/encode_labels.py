@@ -32,7 +32,10 @@ from dlflow_airflow.contract.tasks import (
     UNSEEN_CLASS,
     LabelEncoding,
     TaskError,
+    default_encodings,
+    heads_of,
     label_kinds,
+    prediction_columns,
 )
 from spark_jobs.columns import col, cols
 from spark_jobs.feature_types import NUMERIC_TYPES, EncodeError
@@ -123,14 +126,19 @@ def fit_label_encodings(frame: DataFrame, job: JobConfig, source: str) -> tuple[
         if not counted:
             raise EncodeError(f"{source}: multiclass label {label!r} is null in every row")
         ordered = sorted((row["value"], int(row["count"])) for row in counted)
-        encodings.append(
-            LabelEncoding(
-                label,
-                MULTICLASS,
-                tuple(value for value, _ in ordered),
-                tuple(count for _, count in ordered),
-            )
+        encoding = LabelEncoding(
+            label, MULTICLASS, tuple(v for v, _ in ordered), tuple(n for _, n in ordered)
         )
+        if len(encoding.classes) < 2:
+            raise EncodeError(
+                f"{source}: multiclass label {label!r} has one class ({encoding.classes[0]!r}) "
+                "in every row; a classifier needs at least two"
+            )
+        try:  # predict names a column after each class: two must not collide
+            prediction_columns(heads_of(MULTICLASS, [encoding]), MULTICLASS)
+        except TaskError as exc:
+            raise EncodeError(f"{source}: label {label!r}: {exc}") from None
+        encodings.append(encoding)
     return tuple(encodings)
 
 
@@ -140,10 +148,17 @@ def check_label_encodings(fmap: FeatureMap, job: JobConfig, source: str) -> None
     :raises EncodeError: the model's task or heads changed since the fit (refit).
     """
     kinds = job_label_kinds(job)
-    if fmap.label_encodings:
-        fitted = {e.name: e.kind for e in fmap.label_encodings}
-    else:  # fitted before labels were recorded: numbers written as they are
-        fitted = {label: kind for label, kind in kinds.items() if kind != MULTICLASS}
+    task = get_model(job.model.name).task
+    if not fmap.label_encodings and fmap.labels:  # fitted before labels were recorded
+        older = {e.name: e.kind for e in default_encodings(fmap.labels, task)}
+        if older != kinds:
+            raise EncodeError(
+                f"fmap {source} was fitted before label encodings were recorded: binary and "
+                f"regression models read its labels as they are, a {task} model cannot; "
+                "refit it (encode option refit: true, with a model date)"
+            )
+        return
+    fitted = {e.name: e.kind for e in fmap.label_encodings}
     if fitted != kinds:
         raise EncodeError(
             f"fmap {source} encodes the labels as {fitted or 'nothing'}, but model "

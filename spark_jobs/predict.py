@@ -185,10 +185,11 @@ class HeadColumns:
 
     outputs: tuple[ModelOutput, ...]
     heads: tuple[Head, ...]
+    task: str
 
     @property
     def names(self) -> list[str]:
-        return prediction_columns(self.heads)
+        return prediction_columns(self.heads, self.task)
 
     def fields(self) -> list[T.StructField]:
         types: list[T.DataType] = []
@@ -537,12 +538,12 @@ def prediction_layout(
         return OutputColumns(tuple(outputs))
     try:
         heads = tuple(fmap.heads(task))
-        prediction_columns(heads)  # two classes of one label may make one column name
+        prediction_columns(heads, task)  # two classes of one label may make one column name
     except TaskError as exc:
         raise PredictError(
             f"model {paths.model} ({task}) with fmap {paths.femodel}: {exc}"
         ) from None
-    layout = HeadColumns(tuple(outputs), heads)
+    layout = HeadColumns(tuple(outputs), heads, task)
     # Outputs of one row each, split as the tasks will split every batch.
     probe = [np.zeros((1, out.width), np.float32) for out in outputs]
     try:

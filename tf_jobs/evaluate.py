@@ -268,7 +268,12 @@ def score_champion(plan: EvaluationPlan) -> tuple[Champion | None, str | None]:
         )
         print(f"gate: no champion to compare with ({reason})", flush=True)
         return None, reason
-    data = open_input(plan.champion_rows, "parquet", fmap, heads, task=task, purpose="score")
+    try:
+        data = open_input(plan.champion_rows, "parquet", fmap, heads, task=task, purpose="score")
+    except inputs.EncodedDataError as exc:  # e.g. a class the champion's fmap never saw
+        reason = f"the champion {record.model} cannot score the run's rows: {exc}"
+        print(f"gate: no champion to compare with ({reason})", flush=True)
+        return None, reason
     rival = replace(
         plan,
         model_uri=record.model,

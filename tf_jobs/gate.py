@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dlflow_airflow.contract.options import metric_direction, metric_name
-from dlflow_airflow.contract.tasks import Head
+from dlflow_airflow.contract.tasks import HEAD_METRICS, Head
 
 DROP = "max_drop_vs_blessed"
 
@@ -139,6 +139,7 @@ def check_gate_keys(gate: Mapping[str, Any], heads: Sequence[Head]) -> None:
     :raises GateKeyError: naming the keys and the heads the model has.
     """
     names = [head.name for head in heads]
+    by_name = {head.name: head for head in heads}
     problems = []
     for key in sorted(gate):
         head = key[: -len(metric_name(key)) - 1] if "." in key else None
@@ -150,6 +151,14 @@ def check_gate_keys(gate: Mapping[str, Any], heads: Sequence[Head]) -> None:
             close = difflib.get_close_matches(head, names, n=1)
             hint = f"; did you mean {close[0]}.{metric_name(key)}?" if close else ""
             problems.append(f"{key}: no head {head!r}{hint}")
+        else:
+            kind = by_name[head].kind if head is not None else heads[0].kind
+            computed = HEAD_METRICS[kind]
+            if metric_name(key) not in computed:
+                problems.append(
+                    f"{key}: a {kind} head has no {metric_name(key)}; its metrics: "
+                    f"{', '.join(computed)}"
+                )
     if problems:
         raise GateKeyError(
             f"gate keys do not fit the model's heads {names}: " + "; ".join(problems)

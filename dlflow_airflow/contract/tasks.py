@@ -40,6 +40,23 @@ SINGLE_LABEL_TASKS = (BINARY, REGRESSION, MULTICLASS)
 HEAD_KINDS = (BINARY, REGRESSION)
 """What each head of a multitask model may be (``model.heads``)."""
 
+HEAD_METRICS = {
+    BINARY: (
+        "rows",
+        "positives",
+        "positive_rate",
+        "auc",
+        "pr_auc",
+        "log_loss",
+        "accuracy",
+        "mean_score",
+        "calibration",
+    ),
+    REGRESSION: ("rows", "mse", "mae", "r2", "mean_label"),
+    MULTICLASS: ("rows", "unseen_rows", "accuracy", "macro_f1", "weighted_f1", "log_loss", "auc"),
+}
+"""The metrics evaluate computes for a head of each kind (what a gate key may name)."""
+
 SCORE = "score"
 """The one output of a binary or regression model, and the prefix of predict's columns."""
 UNSEEN_CLASS = -1
@@ -207,20 +224,20 @@ def predicted_column(label: str) -> str:
     return f"{label}_predicted"
 
 
-def prediction_columns(heads: Sequence[Head]) -> list[str]:
-    """Predict's output columns for ``heads``, in order.
+def prediction_columns(heads: Sequence[Head], task: str) -> list[str]:
+    """Predict's output columns for the ``heads`` of a ``task`` model, in order.
 
-    Binary and regression models keep their one ``score`` column; every other
-    head is ``score_<label>``; a multiclass head gives one probability column
-    per class and the predicted class.
+    Binary and regression models keep their one ``score`` column; a multiclass
+    head gives one probability column per class and the predicted class; every
+    head of a multilabel or multitask model is ``score_<label>``.
     """
+    if task in (BINARY, REGRESSION):
+        return [SCORE]
     names: list[str] = []
     for head in heads:
         if head.kind == MULTICLASS:
             names += [class_column(head.label, value) for value in head.classes]
             names.append(predicted_column(head.label))
-        elif head.name == SCORE:
-            names.append(SCORE)
         else:
             names.append(f"{SCORE}_{head.label}")
     duplicates = sorted({n for n in names if names.count(n) > 1})

@@ -375,6 +375,22 @@ def test_truncated_raw_file_names_partition_and_file(
     assert not storage.exists(job.layout.femodel("ctr", DATE))
 
 
+def test_a_truncated_raw_file_is_named_when_the_fmap_is_reused(
+    spark: Any, raw_job: Any, make_job: Any
+) -> None:
+    """Drift reads the raw files first (with pyarrow); a bad file still gets Spark's naming."""
+    encode.run(spark, raw_job)
+    job = make_job("encode", raw_job.workspace, NEXT_DATE, buckets=BUCKETS, model_date=DATE)
+    raw_uri = write_table_like(spark, job.layout.raw("ctr", NEXT_DATE), parts=2)
+    part = truncate_part_file(raw_uri, 1)
+    with pytest.raises(CorruptInputError) as caught:
+        encode.run(spark, job)
+    message = str(caught.value)
+    assert f"{Path(part).name} of partition {raw_uri}: " in message
+    assert "\n" not in message and "Py4J" not in message
+    assert not storage.exists(job.layout.encoded("ctr", NEXT_DATE))
+
+
 def test_a_bucket_without_features_is_refused_by_encode_too(raw_job: Any) -> None:
     """Only ``default`` may leave out features, whatever parsed the job document."""
     job = dataclasses.replace(raw_job, buckets={"user": BucketSpec(method="zscore")})

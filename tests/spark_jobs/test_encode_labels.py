@@ -9,7 +9,7 @@ import pytest
 
 from dlflow_airflow.contract import storage
 from dlflow_airflow.contract.artifacts import ENCODING_FILE, unseen_labels_of
-from dlflow_airflow.contract.fmap import FeatureMap
+from dlflow_airflow.contract.fmap import FeatureMap, Normalizers
 from dlflow_airflow.contract.tasks import UNSEEN_CLASS, LabelEncoding
 from spark_jobs import encode
 from spark_jobs.feature_types import EncodeError
@@ -130,3 +130,32 @@ def test_binary_labels_of_a_multilabel_model_are_checked(spark: Any, raw: str) -
 def test_a_binary_model_with_two_labels_is_refused(spark: Any, raw: str) -> None:
     with pytest.raises(EncodeError, match="a binary model learns exactly one label"):
         encode.run(spark, job(raw, ["click", "gmv"], "dnn_binary_classifier"))
+
+
+def test_an_fmap_from_before_label_encodings_serves_binary_models_only(
+    spark: Any, raw: str
+) -> None:
+    import dataclasses
+
+    fitted = job(raw, ["click"], "dnn_binary_classifier")
+    encode.run(spark, fitted)
+    uri = fitted.layout.femodel("ctr", DATE)
+    fmap = FeatureMap.load(uri)
+    older = dataclasses.replace(fmap, label_encodings=())  # as written before this release
+    statistics = Normalizers.load(uri, fmap)
+    older.save(uri)
+    dataclasses.replace(statistics, fmap_checksum=older.checksum).save(uri)
+    again = job(raw, ["click"], "dnn_binary_classifier", NEXT_DATE, DATE)
+    assert encode.run(spark, again)["fmap_reused"] is True
+    multilabel = job(raw, ["click"], "dnn_multilabel_classifier", NEXT_DATE, DATE)
+    with pytest.raises(EncodeError, match="fitted before label encodings were recorded"):
+        encode.run(spark, multilabel)
+
+
+def test_a_label_with_one_class_is_refused_at_fit(
+    spark: Any, workspace: str, write_table: Any, make_job: Any
+) -> None:
+    rows = [(i, "setosa", 1.0 + i, 7, 0, 0.0) for i in range(4)]
+    write_table(make_job("encode", workspace).layout.raw("ctr", DATE), rows, SCHEMA)
+    with pytest.raises(EncodeError, match="'species' has one class .'setosa'. in every row"):
+        encode.run(spark, job(workspace, ["species"], "dnn_classifier"))

@@ -128,3 +128,7 @@ def test_gate_keys_must_fit_the_model_heads() -> None:
         check_gate_keys({"auc": {}}, HEADS)
     with pytest.raises(GateKeyError, match="this model has one head"):
         check_gate_keys({"score.auc": {}}, [Head("score", "label", BINARY)])
+    with pytest.raises(GateKeyError, match=r"revenue.auc: a regression head has no auc; its"):
+        check_gate_keys({"revenue.auc": {}}, HEADS)
+    with pytest.raises(GateKeyError, match="pr_auc: a multiclass head has no pr_auc"):
+        check_gate_keys({"pr_auc": {}}, [Head("score", "species", "multiclass", ("a", "b"))])

@@ -69,8 +69,10 @@ def test_label_encodings_round_trip_and_leave_older_checksums_alone() -> None:
 
 
 def test_prediction_columns_per_task() -> None:
-    assert prediction_columns(heads_of("binary", [LabelEncoding("y", "binary")])) == ["score"]
-    assert prediction_columns(heads_of("multiclass", [IRIS])) == [
+    assert prediction_columns(heads_of("binary", [LabelEncoding("y", "binary")]), "binary") == [
+        "score"
+    ]
+    assert prediction_columns(heads_of("multiclass", [IRIS]), "multiclass") == [
         "species_setosa",
         "species_versicolor",
         "species_virginica",
@@ -78,9 +80,17 @@ def test_prediction_columns_per_task() -> None:
     ]
     odd = LabelEncoding("digit", "multiclass", (0, 1, "a b", "a-b"), (1, 1, 1, 1))
     with pytest.raises(TaskError, match=r"\['digit_a_b'\] would repeat"):
-        prediction_columns(heads_of("multiclass", [odd]))
+        prediction_columns(heads_of("multiclass", [odd]), "multiclass")
     pair = [LabelEncoding("click", "binary"), LabelEncoding("buy", "binary")]
-    assert prediction_columns(heads_of("multilabel", pair)) == ["score_click", "score_buy"]
+    assert prediction_columns(heads_of("multilabel", pair), "multilabel") == [
+        "score_click",
+        "score_buy",
+    ]
+    named_score = [LabelEncoding("score", "binary"), LabelEncoding("gmv", "regression")]
+    assert prediction_columns(heads_of("multitask", named_score), "multitask") == [
+        "score_score",
+        "score_gmv",
+    ]
 
 
 def test_metric_keys_name_the_head_only_when_there_are_several() -> None:
