@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pyspark import SparkConf
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 from dlflow_airflow.contract.jobconf import (
@@ -29,6 +29,7 @@ from dlflow_airflow.contract.jobconf import (
     NoRetryError,
     emit_result,
 )
+from dlflow_airflow.contract.schema import DEFAULT_SPARK_LOG_LEVEL, SPARK_LOG_LEVEL_CONF
 from spark_jobs.read_errors import naming_bad_files
 
 # Defaults only: a key already set (spark-submit --conf, spark-defaults.conf)
@@ -40,6 +41,8 @@ DEFAULT_CONF: dict[str, str] = {
     "spark.sql.adaptive.enabled": "true",
     # Python workers stay alive between tasks, so predict loads its model once.
     "spark.python.worker.reuse": "true",
+    # Quiet task logs; the operator passes the pipeline's spark.log_level.
+    SPARK_LOG_LEVEL_CONF: DEFAULT_SPARK_LOG_LEVEL,
 }
 
 JobRun = Callable[[SparkSession, JobConfig], dict[str, Any]]
@@ -51,14 +54,21 @@ def build_session(app_name: str, conf: Mapping[str, str] | None = None) -> Spark
     :param app_name: the Spark application name (shown in the Spark and YARN UIs).
     :param conf: settings that override both the defaults and the preset conf.
     """
+    # Join spark-submit's JVM (or start one with ``conf``'s launch settings) first:
+    # before that, SparkConf() is an empty dict blind to --conf and spark-defaults.conf.
+    SparkContext._ensure_initialized(conf=SparkConf(loadDefaults=False).setAll(_str(conf)))
     preset = SparkConf()
     builder = SparkSession.builder.appName(app_name)
     for key, value in DEFAULT_CONF.items():
         if not preset.contains(key):
             builder = builder.config(key, value)
-    for key, value in (conf or {}).items():
-        builder = builder.config(key, str(value))
+    for key, value in _str(conf):
+        builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def _str(conf: Mapping[str, str] | None) -> list[tuple[str, str]]:
+    return [(key, str(value)) for key, value in (conf or {}).items()]
 
 
 def app_name(job: JobConfig) -> str:
@@ -74,6 +84,7 @@ def run_job(name: str, run: JobRun, argv: Sequence[str] | None = None) -> dict[s
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # its INFO is connection chatter
     job = JobConfig.from_argv(argv, job=name)
     spark = build_session(app_name(job))
     try:

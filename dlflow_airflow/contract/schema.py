@@ -11,9 +11,17 @@ import os
 import re
 import unicodedata
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from dlflow_airflow.contract.layout import check_date
 
@@ -60,6 +68,25 @@ EnvPath = Annotated[str, AfterValidator(expand_env)]
 
 MODEL_DATE_MODES = ("same", "latest")
 """``model.date`` is one of these or a date YYYY-MM-DD."""
+
+_Log4jLevel = Literal["ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF"]
+SPARK_LOG_LEVELS: tuple[str, ...] = get_args(_Log4jLevel)
+"""Log4j's levels, which Spark's ``spark.log.level`` accepts."""
+SPARK_LOG_LEVEL_CONF = "spark.log.level"
+"""Spark's conf key (Spark 4) that sets the driver's log level as the SparkContext starts:
+before its start-up INFO lines, in every deploy mode, keeping the cluster's Log4j appenders."""
+DEFAULT_SPARK_LOG_LEVEL = "WARN"
+"""Task logs show Spark's warnings and errors, not its hundreds of INFO lines per stage."""
+
+
+def _upper_log_level(value: Any) -> Any:
+    if value is False:  # YAML 1.1 reads a bare OFF as false
+        return "OFF"
+    return value.upper() if isinstance(value, str) else value
+
+
+SparkLogLevel = Annotated[_Log4jLevel, BeforeValidator(_upper_log_level)]
+"""One of :data:`SPARK_LOG_LEVELS`, in any case."""
 
 
 class StrictModel(BaseModel):

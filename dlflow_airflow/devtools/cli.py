@@ -1,10 +1,9 @@
-"""``dlflow-airflow``: check pipeline files, show their graph, run the demo."""
+"""``dlflow-airflow``: check pipeline files, show their graph, run them locally, run the demo."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,6 +50,20 @@ def _load(path: str | Path) -> Pipeline | None:
         return None
 
 
+def _schema(args: argparse.Namespace) -> int:
+    import json
+
+    from dlflow_airflow.pipeline.spec_schema import pipeline_json_schema
+
+    text = json.dumps(pipeline_json_schema(), indent=2) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _graph(args: argparse.Namespace) -> int:
     from dlflow_airflow.contract.artifacts import stage_roles
 
@@ -87,33 +100,74 @@ def _report(args: argparse.Namespace) -> int:
     return 0 if complete else 1
 
 
+def _run(args: argparse.Namespace) -> int:
+    from dlflow_airflow.devtools.local_run import (
+        RunRequestError,
+        pipeline_file,
+        requested_dates,
+    )
+
+    try:
+        dates = requested_dates(args.date, args.start, args.end)
+        path = pipeline_file(args.pipeline, Path(args.dags))
+    except RunRequestError as exc:
+        print(f"dlflow-airflow run: {exc}", file=sys.stderr)
+        return 2
+    return _run_locally(args, path, dates)
+
+
 def _demo(args: argparse.Namespace) -> int:
+    path = Path(args.dags) / "pipelines" / f"{args.pipeline}.yaml"
+    code = _run_locally(args, path, [args.date])
+    if code == 0:
+        print(f"To browse it in the Airflow UI: dlflow-airflow serve --home {args.home}")
+    return code
+
+
+def _run_locally(args: argparse.Namespace, path: Path, dates: list[str]) -> int:
+    """Run the pipeline of ``path`` for ``dates`` on the local Airflow of ``--home``;
+    print each date's report and ``<date> ok|failed in N s``; stop at the first failure."""
     import os
 
-    from dlflow_airflow.devtools.demo import DemoSetup, run_dag
-    from dlflow_airflow.devtools.report import render
+    from dlflow_airflow.devtools.demo import DemoSetup
+    from dlflow_airflow.devtools.local_run import run_dates
 
     setup = DemoSetup(home=Path(args.home).resolve(), dags_folder=Path(args.dags).resolve())
     os.environ.update({"DLFLOW_WORKSPACE": str(setup.workspace)})
-    pipeline = _load(setup.dags_folder / "pipelines" / f"{args.pipeline}.yaml")
+    pipeline = _load(path)
     if pipeline is None:
         return 1
-    log = setup.home / f"demo-{args.date}.log"
-    setup.home.mkdir(parents=True, exist_ok=True)
-    print(
-        f"Running {pipeline.spec.dag_id} for {args.date} through Airflow "
-        f"(AIRFLOW_HOME={setup.airflow_home}); Airflow's output goes to {log}"
-    )
-    started = time.monotonic()
-    code = run_dag(setup, pipeline.spec.dag_id, args.date, log=None if args.verbose else log)
-    text, complete = render(pipeline, args.date)
-    print(text)
-    print(f"Finished in {time.monotonic() - started:.0f} s.")
-    print(f"To browse it in the Airflow UI: dlflow-airflow serve --home {args.home} (port 8080)")
-    if code != 0 or not complete:
-        print(f"The run did not complete (airflow exit code {code}); see {log}", file=sys.stderr)
-        return 1
-    return 0
+    dag_id = pipeline.spec.dag_id
+    if len(dates) > 1 and pipeline.spec.schedule not in (None, "@daily"):
+        print(
+            f"note: {dag_id} is scheduled {pipeline.spec.schedule}; this runs every date "
+            "of the range (airflow backfill create follows the schedule)"
+        )
+
+    def starting(day: str, log: Path | None) -> None:
+        where = f"Airflow's output goes to {log}" if log else "Airflow's output follows"
+        print(
+            f"Running {dag_id} for {day} through Airflow "
+            f"(AIRFLOW_HOME={setup.airflow_home}); {where}",
+            flush=True,
+        )
+
+    runs = []
+    for run in run_dates(setup, pipeline, dates, verbose=args.verbose, starting=starting):
+        runs.append(run)
+        print(run.report)
+        print(run.summary(), flush=True)
+    if len(dates) > 1:
+        print(f"{len([r for r in runs if r.ok])} of {len(dates)} dates ok:")
+        for run in runs:
+            print(f"  {run.summary()}")
+    if all(run.ok for run in runs):
+        return 0
+    failed, rest = runs[-1], dates[len(runs) :]
+    not_run = f"; not run: {rest[0]}" + (f"..{rest[-1]}" if len(rest) > 1 else "") if rest else ""
+    where = failed.log or "the output above"
+    print(f"{dag_id} failed for {failed.date}: see {where}{not_run}", file=sys.stderr)
+    return 1
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -166,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="FILE")
     p.set_defaults(func=_validate)
 
+    p = sub.add_parser("schema", help="print the JSON Schema of a pipeline file (for editors)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead")
+    p.set_defaults(func=_schema)
+
     p = sub.add_parser("graph", help="print a pipeline's task edges and the tags behind them")
     p.add_argument("file", metavar="FILE")
     p.set_defaults(func=_graph)
@@ -175,7 +233,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", required=True, help="partition date, YYYY-MM-DD")
     p.set_defaults(func=_report)
 
-    p = sub.add_parser("demo", help="run a pipeline of dags/pipelines end to end through Airflow")
+    p = sub.add_parser(
+        "run",
+        help="run a pipeline through a local Airflow (airflow dags test) for a date or a range",
+    )
+    p.add_argument(
+        "pipeline", metavar="PIPELINE", help="a name in <dags>/pipelines/, or a YAML file there"
+    )
+    p.add_argument("--date", help="partition date, YYYY-MM-DD")
+    p.add_argument("--from", dest="start", metavar="D1", help="first date of a range")
+    p.add_argument("--to", dest="end", metavar="D2", help="last date of a range (included)")
+    p.add_argument("--home", default=".demo", help="folder for AIRFLOW_HOME and the workspace")
+    p.add_argument("--dags", default="dags", help="the DAG folder (default ./dags)")
+    p.add_argument("--verbose", action="store_true", help="show Airflow's output")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("demo", help="run the demo pipeline for one date (the quick start)")
     p.add_argument("--date", default="2026-01-01", help="partition date (default 2026-01-01)")
     p.add_argument("--home", default=".demo", help="folder for AIRFLOW_HOME and the workspace")
     p.add_argument("--dags", default="dags", help="the DAG folder (default ./dags)")

@@ -15,10 +15,12 @@ Two settings Airflow 3.3 needs that are easy to miss:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +33,12 @@ from typing import Any
 from dlflow_airflow.devtools.demo import airflow_env
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
+
+# Ports Airflow's own components listen on, (section, key) -> who listens there.
+AIRFLOW_PORTS = {
+    ("logging", "worker_log_server_port"): "the log server of the scheduler and workers",
+    ("logging", "trigger_log_server_port"): "the triggerer's log server",
+}
 
 
 class LocalAirflowError(RuntimeError):
@@ -94,8 +102,48 @@ class LocalAirflow:
             raise LocalAirflowError(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
         return proc
 
+    def airflow_ports(self) -> dict[int, str]:
+        """Airflow's own ports for this home (its environment, else Airflow's defaults)."""
+        from airflow.configuration import conf
+
+        env = {**os.environ, **self.env}  # what environ() passes on for these keys
+        ports: dict[int, str] = {}
+        for (section, key), who in AIRFLOW_PORTS.items():
+            value = env.get(f"AIRFLOW__{section.upper()}__{key.upper()}")
+            port = int(value or conf.get_default_value(section, key))
+            ports[port] = f"[{section}] {key}, {who}"
+        return ports
+
+    def check_port(self) -> None:
+        """Refuse a port Airflow itself uses, or one something already listens on.
+
+        :raises LocalAirflowError: naming the conflict, in one line.
+        """
+        if not 0 < self.port < 65536:
+            raise LocalAirflowError(f"port {self.port} is not a TCP port (1-65535)")
+        taken = self.airflow_ports().get(self.port)
+        if taken:
+            raise LocalAirflowError(
+                f"port {self.port} is Airflow's own ({taken}); choose another, e.g. --port 8080"
+            )
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As the api-server binds: a port left in TIME_WAIT is free, a listener is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", self.port))
+            except OSError as exc:
+                raise LocalAirflowError(
+                    f"port {self.port} on 127.0.0.1 is in use ({exc.strerror}): another Airflow "
+                    "or program listens there; stop it or choose another with --port"
+                ) from None
+
     def start(self, timeout: float = 180) -> None:
-        """Migrate the DB, start the three components, wait until the API answers."""
+        """Check the port, migrate the DB, start the three components, wait until the API answers.
+
+        :raises LocalAirflowError: the port is taken (see :meth:`check_port`), a
+            component exited, or the API did not answer within ``timeout`` seconds.
+        """
+        self.check_port()
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "logs").mkdir(exist_ok=True)
         self.airflow("db", "migrate")
@@ -195,6 +243,28 @@ class LocalAirflow:
                 return run
             time.sleep(3)
         raise LocalAirflowError(f"run {run_id} of {dag_id} did not finish in {timeout:.0f}s")
+
+    def create_backfill(self, body: dict[str, Any], attempts: int = 5) -> dict[str, Any]:
+        """``POST /backfills``, retried while SQLite is locked.
+
+        On SQLite, Airflow refuses a backfill created while another component
+        writes ("Database is locked ... Please use PostgreSQL or MySQL") and may
+        leave a backfill without runs that blocks the next one: each retry first
+        cancels the DAG's unfinished backfills (none of them can hold a run yet).
+        """
+        for attempt in range(attempts):
+            try:
+                return self.api("POST", "/backfills", body)
+            except LocalAirflowError as exc:
+                if "Database is locked" not in str(exc) or attempt == attempts - 1:
+                    raise
+            time.sleep(2 + 2 * attempt)
+            listed = self.api("GET", f"/backfills?dag_id={body['dag_id']}")
+            for stale in listed.get("backfills", []):
+                if not stale.get("completed_at"):
+                    with contextlib.suppress(LocalAirflowError):  # ended meanwhile: 409
+                        self.api("PUT", f"/backfills/{stale['id']}/cancel")
+        raise AssertionError("unreachable")
 
     def wait_for_backfill(self, backfill_id: int, timeout: float = 1800) -> list[dict[str, Any]]:
         """Wait until a backfill completes; returns its DAG runs (oldest first)."""

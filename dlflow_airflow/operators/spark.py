@@ -12,6 +12,7 @@ from typing import Any
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
 from dlflow_airflow.contract.jobconf import NO_RETRY_EXIT_CODE, job_argv
+from dlflow_airflow.contract.schema import DEFAULT_SPARK_LOG_LEVEL, SPARK_LOG_LEVEL_CONF
 from dlflow_airflow.operators.bookkeeping import StageBookkeeping
 
 SPARK_JOBS = ("demo_data", "merge", "encode", "predict")
@@ -73,6 +74,9 @@ class SparkJobOperator(SparkSubmitOperator):
         :mod:`dlflow_airflow.operators.shipping`) and pass the zip with ``--py-files``, so
         executors that do not have the project installed can run the job.
     :param ship_modules: more modules to ship, e.g. a user's model module.
+    :param log_level: the driver's Log4j level, passed as Spark's ``spark.log.level``
+        (applied as the SparkContext starts, so its start-up INFO lines stay out
+        of the task log too); a ``spark.log.level`` in ``conf`` wins.
     :param kwargs: passed to :class:`SparkSubmitOperator` (conn_id, conf, py_files, ...);
         ``conf`` is not templated here.
     """
@@ -91,6 +95,7 @@ class SparkJobOperator(SparkSubmitOperator):
         spark_python: str | None = None,
         ship_code: bool = True,
         ship_modules: Sequence[str] = (),
+        log_level: str = DEFAULT_SPARK_LOG_LEVEL,
         **kwargs: Any,
     ) -> None:
         if job not in SPARK_JOBS:
@@ -104,6 +109,7 @@ class SparkJobOperator(SparkSubmitOperator):
         self.spark_python = spark_python
         self.ship_code = ship_code
         self.ship_modules = tuple(ship_modules)
+        self.log_level = log_level
 
     def shipped_py_files(self) -> str | None:
         """``py_files`` plus the project's code zip (built or reused) when shipping is on."""
@@ -123,6 +129,7 @@ class SparkJobOperator(SparkSubmitOperator):
         self.conf = {
             "spark.pyspark.python": python,
             "spark.pyspark.driver.python": python,
+            SPARK_LOG_LEVEL_CONF: self.log_level,
             **(self.conf or {}),
         }
         # spark-submit lives next to the interpreter when pyspark is pip-installed;

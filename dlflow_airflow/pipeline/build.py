@@ -35,11 +35,11 @@ from dlflow_airflow.contract.models import (
 from dlflow_airflow.contract.options import path_templates
 from dlflow_airflow.contract.tasks import label_problems
 from dlflow_airflow.pipeline.errors import Issue, PipelineError, SpecError
+from dlflow_airflow.pipeline.extends import read_pipeline
 from dlflow_airflow.pipeline.graph import Edge, StageTags, build_edges, topological_order
 from dlflow_airflow.pipeline.kinds import resolve_kind
 from dlflow_airflow.pipeline.policy import spark_conf_issues
 from dlflow_airflow.pipeline.spec import PipelineSpec, issues_from_validation, parse_spec
-from dlflow_airflow.pipeline.yaml_reader import read_yaml
 from dlflow_airflow.stages.base import StageCommon, StageContext, StageKind
 
 
@@ -74,7 +74,15 @@ class Pipeline:
 
     @classmethod
     def from_file(cls, path: str | Path) -> Pipeline:
-        return cls.from_data(read_yaml(path), source=str(path))
+        """The pipeline of a file, its ``extends`` resolved (see :mod:`.extends`).
+
+        An issue at a key a base set names that base.
+        """
+        found = read_pipeline(path)
+        try:
+            return cls.from_data(found.data, source=str(path))
+        except PipelineError as exc:
+            raise found.locate(exc) from None
 
     @classmethod
     def from_data(cls, data: Any, *, source: str) -> Pipeline:

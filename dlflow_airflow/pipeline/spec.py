@@ -24,15 +24,19 @@ from pydantic_core import ErrorDetails
 
 from dlflow_airflow.contract.dependencies import DEPENDENCY_KINDS
 from dlflow_airflow.contract.schema import (
+    DEFAULT_SPARK_LOG_LEVEL,
+    SPARK_LOG_LEVEL_CONF,
+    SPARK_LOG_LEVELS,
     Buckets,
     EnvPath,
     FeatureSpec,
     ModelSpec,
     Name,
+    SparkLogLevel,
     StrictModel,
 )
 from dlflow_airflow.pipeline.errors import Issue, SpecError
-from dlflow_airflow.pipeline.yaml_reader import read_yaml
+from dlflow_airflow.pipeline.extends import EXTENDS, read_pipeline
 
 DagId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=250)]
 
@@ -49,11 +53,26 @@ SCHEDULE_PRESETS = (
 
 
 class SparkSpec(StrictModel):
-    """How Spark jobs are submitted. Secrets belong in the Airflow connection."""
+    """How Spark jobs are submitted. Secrets belong in the Airflow connection.
+
+    :param log_level: the Spark driver's log level in the task log (a Log4j level,
+        any case); WARN unless the pipeline asks for more.
+    """
 
     conn_id: str = "spark_default"
     conf: dict[str, str | int | float | bool] = {}
     python: str | None = None
+    log_level: SparkLogLevel = DEFAULT_SPARK_LOG_LEVEL
+
+    @field_validator("conf")
+    @classmethod
+    def _log_level_is_its_own_key(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if SPARK_LOG_LEVEL_CONF in value:
+            raise ValueError(
+                f"{SPARK_LOG_LEVEL_CONF}: set the level with spark.log_level "
+                f"(one of {', '.join(SPARK_LOG_LEVELS)})"
+            )
+        return value
 
 
 class DefaultArgs(StrictModel):
@@ -123,14 +142,36 @@ def parse_spec(data: Any, source: str) -> PipelineSpec:
     if not isinstance(data, dict):
         got = "an empty file" if data is None else type(data).__name__
         raise SpecError(source, [Issue("", f"expected a mapping of pipeline keys, got {got}")])
+    if EXTENDS in data:  # read_pipeline resolves it; data handed over directly cannot
+        message = "a base file is read only from a pipeline file (Pipeline.from_file)"
+        raise SpecError(source, [Issue(EXTENDS, message)])
     try:
         return PipelineSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(source, issues_from_validation(exc, PipelineSpec)) from None
+        raise SpecError(source, _base_hint(issues_from_validation(exc, PipelineSpec))) from None
+
+
+def _base_hint(issues: list[Issue]) -> list[Issue]:
+    """A file without dag_id may be a base for ``extends`` put where the loader reads pipelines."""
+    return [
+        Issue(
+            issue.path,
+            issue.message + "; a base for 'extends' belongs in a subfolder (e.g. common/), "
+            "which the DAG folder's loader does not read",
+        )
+        if issue.path == "dag_id" and issue.message == "required key is missing"
+        else issue
+        for issue in issues
+    ]
 
 
 def load_spec(path: str | Path) -> PipelineSpec:
-    return parse_spec(read_yaml(path), str(path))
+    """The spec of a pipeline file, its ``extends`` resolved."""
+    found = read_pipeline(path)
+    try:
+        return parse_spec(found.data, str(path))
+    except SpecError as exc:
+        raise found.locate(exc) from None
 
 
 def issues_from_validation(

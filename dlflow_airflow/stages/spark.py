@@ -28,6 +28,7 @@ class SparkStage(StageKind):
             conn_id=spark.conn_id,
             conf={k: str(v) for k, v in spark.conf.items()},
             spark_python=spark.python,
+            log_level=spark.log_level,
             # A user's model (``model.name: pkg.module:attr``) must reach the executors too.
             ship_modules=[ctx.spec.model.name] if ":" in ctx.spec.model.name else [],
             **ctx.task_kwargs(),

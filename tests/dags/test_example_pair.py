@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from dlflow_airflow.pipeline.build import Pipeline
 from dlflow_airflow.pipeline.factory import build_dag
+from dlflow_airflow.pipeline.yaml_reader import read_yaml
 from tests.conftest import DAGS_FOLDER
+
+# The pair as written before it shared a base: the reference its DAGs must still match.
+FLAT = Path(__file__).parent / "example_pair_flat"
 
 
 def _dag(name: str):
@@ -21,3 +29,31 @@ def test_weekly_training_feeds_daily_predict_through_the_model_asset():
     assert train.schedule == "@weekly"
     assert predict.schedule == "@daily"
     assert '"date": "latest"' in predict.get_task("predict").application_args[3]
+
+
+@pytest.mark.parametrize("name", ["ctr_weekly_train", "ctr_daily_predict"])
+def test_the_pair_on_its_shared_base_is_the_pair_written_out(name: str):
+    """Both halves extend common/ctr_base.yaml; spec and DAG are those of the flat files."""
+    shipped = DAGS_FOLDER / "pipelines" / f"{name}.yaml"
+    assert read_yaml(shipped)["extends"] == "common/ctr_base.yaml"
+    flat = Pipeline.from_file(FLAT / f"{name}.yaml")
+    based = Pipeline.from_file(shipped)
+    assert based.spec == flat.spec
+    assert based.spec.model_dump_json() == flat.spec.model_dump_json()  # the order of keys too
+    assert (based.order, based.edges) == (flat.order, flat.edges)
+    assert _tasks(build_dag(based)) == _tasks(build_dag(flat))
+
+
+def _tasks(dag) -> dict[str, tuple]:
+    return {
+        task.task_id: (
+            type(task).__name__,
+            sorted(task.upstream_task_ids),
+            [a.name for a in task.inlets],
+            [getattr(a, "name", None) for a in task.outlets],
+            getattr(task, "application_args", None),
+            task.retries,
+            task.pool,
+        )
+        for task in dag.tasks
+    }

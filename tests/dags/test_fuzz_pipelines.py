@@ -211,11 +211,10 @@ def mutants(draw: st.DrawFn) -> str | bytes:
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the DAG folder; the examples are loaded once so imports are warm."""
     root = tmp_path_factory.mktemp("fuzz") / "dags"
-    (root / "pipelines").mkdir(parents=True)
+    shutil.copytree(DAGS_FOLDER / "pipelines", root / "pipelines")  # with the bases (common/)
     for dag_file in DAG_FILES:
         shutil.copy(DAGS_FOLDER / dag_file, root)
     for example in EXAMPLES:
-        shutil.copy(example, root / "pipelines")
         build_pipeline_dag(load_pipeline(example), register=False)
     return root
 

@@ -110,11 +110,9 @@ KIND_CASES: dict[str, tuple[str | bytes, str]] = {
 
 def _folder(root: Path, cases: dict[str, tuple[str | bytes, str]]) -> Path:
     folder = root / "dags"
-    (folder / "pipelines").mkdir(parents=True)
+    shutil.copytree(DAGS_FOLDER / "pipelines", folder / "pipelines")  # with the bases (common/)
     for dag_file in DAG_FILES:
         shutil.copy(DAGS_FOLDER / dag_file, folder)
-    for example in EXAMPLES:
-        shutil.copy(example, folder / "pipelines")
     for name, (content, _) in cases.items():
         path = folder / "pipelines" / name
         (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
@@ -258,3 +256,67 @@ def test_an_unexpected_cli_failure_is_one_line_unless_asked(tmp_path: Path, caps
     ]
     with pytest.raises(KeyError):
         main(["--traceback", *argv])
+
+
+def _extending(dag_id: str, base: str) -> str:
+    """A pipeline on the examples' base, under its own dag_id."""
+    text = (DAGS_FOLDER / "pipelines" / "ctr_weekly_train.yaml").read_text()
+    text = text.replace("dag_id: dlflow_ctr_weekly_train", f"dag_id: {dag_id}")
+    return text.replace("extends: common/ctr_base.yaml", f"extends: {base}")
+
+
+# Bases in pipelines/common/ (never loaded on their own) and the files extending them.
+BASES: dict[str, str] = {
+    "broken.yaml": "feature: [unclosed\n",
+    "bomb.yaml": f"tags: {BOMB}\n",
+    "loop_a.yaml": "extends: loop_b.yaml\n",
+    "loop_b.yaml": "extends: loop_a.yaml\n",
+}
+EXTENDS_CASES: dict[str, tuple[str | bytes, str]] = {
+    "on_broken_1.yaml": (
+        _extending("h_on_broken_1", "common/broken.yaml"),
+        "extends: common/broken.yaml: line 2, column 1: invalid YAML: ",
+    ),
+    "on_broken_2.yaml": (
+        _extending("h_on_broken_2", "common/broken.yaml"),
+        "extends: common/broken.yaml: line 2, column 1: invalid YAML: ",
+    ),
+    "on_bomb.yaml": (
+        _extending("h_on_bomb", "common/bomb.yaml"),
+        "extends: common/bomb.yaml: line 1, column 199: more than 10000 values",
+    ),
+    "on_loop.yaml": (
+        _extending("h_on_loop", "common/loop_a.yaml"),
+        "extends: a cycle: on_loop.yaml -> common/loop_a.yaml -> common/loop_b.yaml -> common/",
+    ),
+    "on_missing.yaml": (
+        _extending("h_on_missing", "common/nowhere.yaml"),
+        "extends: 'common/nowhere.yaml': not found",
+    ),
+    "on_outside.yaml": (
+        _extending("h_on_outside", "../dlflow_pipelines.py"),
+        "extends: '../dlflow_pipelines.py' is outside ",
+    ),
+    "on_link_out.yaml": (
+        _extending("h_on_link_out", "common/link_out.yaml"),
+        "extends: 'common/link_out.yaml' is outside ",
+    ),
+}
+
+
+def test_a_broken_base_breaks_only_the_files_extending_it(tmp_path: Path):
+    outside = tmp_path / "outside.yaml"
+    outside.write_text((DAGS_FOLDER / "pipelines" / "common" / "ctr_base.yaml").read_text())
+    cases = {
+        **EXTENDS_CASES,
+        "on_good_base.yaml": (_extending("h_on_good_base", "common/ctr_base.yaml"), ""),
+    }
+    folder = _folder(tmp_path, cases)
+    for name, text in BASES.items():
+        (folder / "pipelines" / "common" / name).write_text(text)
+    (folder / "pipelines" / "common" / "link_out.yaml").symlink_to(outside)
+    bag = _bag(folder)
+    assert set(bag.dag_ids) == GOOD_DAG_IDS | {"h_on_good_base"}
+    ((path, message),) = bag.import_errors.items()
+    assert path.endswith("dlflow_pipeline_errors.py")
+    _check_named(_error_lines(message, len(EXTENDS_CASES)), folder, EXTENDS_CASES)

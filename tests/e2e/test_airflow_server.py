@@ -138,9 +138,7 @@ def test_cleared_task_reruns_to_the_same_rows(airflow):
 
 
 def test_backfill_writes_one_partition_per_date(airflow):
-    backfill = airflow.api(
-        "POST",
-        "/backfills",
+    backfill = airflow.create_backfill(
         {
             "dag_id": DAG_ID,
             "from_date": f"{BACKFILL[0]}T00:00:00Z",

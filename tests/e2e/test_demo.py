@@ -38,7 +38,8 @@ def _pipeline(home: Path, monkeypatch):
 
 def test_demo_runs_every_stage_through_airflow(demo_run, monkeypatch):
     home, proc = demo_run
-    log = (home / f"demo-{DATE}.log").read_text() if (home / f"demo-{DATE}.log").exists() else ""
+    log_file = home / "logs" / "dlflow_demo_ctr" / f"{DATE}.log"
+    log = log_file.read_text() if log_file.exists() else ""
     assert proc.returncode == 0, proc.stdout + proc.stderr + log[-5000:]
     from dlflow_airflow.devtools.report import stage_partitions
 

@@ -158,11 +158,12 @@ def test_encode_with_tfrecord_writes_them_and_merge_lists_its_inputs(tmp_path: P
 
 
 def _scoring_pipeline(ws: Path) -> Pipeline:
-    doc = (REPO / "dags/pipelines/ctr_daily_predict.yaml").read_text()
-    doc = doc.replace("${DLFLOW_WORKSPACE:-/tmp/dlflow-workspace}", str(ws))
-    path = ws / "ctr_daily_predict.yaml"
-    path.write_text(doc)
-    return Pipeline.from_file(path)
+    for name in ("ctr_daily_predict.yaml", "common/ctr_base.yaml"):  # the file and its base
+        doc = (REPO / "dags/pipelines" / name).read_text()
+        doc = doc.replace("${DLFLOW_WORKSPACE:-/tmp/dlflow-workspace}", str(ws))
+        (ws / name).parent.mkdir(exist_ok=True)
+        (ws / name).write_text(doc)
+    return Pipeline.from_file(ws / "ctr_daily_predict.yaml")
 
 
 def test_daily_scoring_with_latest_declares_no_fmap_asset(tmp_path: Path):

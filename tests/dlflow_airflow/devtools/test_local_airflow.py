@@ -1,19 +1,23 @@
-"""The settings a local Airflow 3.3 needs (the running server is tested in tests/e2e)."""
+"""The settings a local Airflow 3.3 needs and its port checks (the running server: tests/e2e)."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
-from dlflow_airflow.devtools.local_airflow import LocalAirflow
+import pytest
+
+from dlflow_airflow.devtools.cli import main
+from dlflow_airflow.devtools.local_airflow import LocalAirflow, LocalAirflowError
 
 
 def test_components_share_the_execution_api_url_and_one_jwt_secret(tmp_path: Path):
-    server = LocalAirflow(home=tmp_path / "home", dags_folder=tmp_path / "dags", port=8793)
+    server = LocalAirflow(home=tmp_path / "home", dags_folder=tmp_path / "dags", port=8791)
     env = server.environ()
-    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8793/execution/"
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8791/execution/"
     assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(tmp_path / "dags")
-    again = LocalAirflow(home=tmp_path / "home", dags_folder=tmp_path / "dags", port=8793)
+    again = LocalAirflow(home=tmp_path / "home", dags_folder=tmp_path / "dags", port=8791)
     assert again.environ()["AIRFLOW__API_AUTH__JWT_SECRET"] == env["AIRFLOW__API_AUTH__JWT_SECRET"]
 
 
@@ -22,3 +26,46 @@ def test_extra_env_wins(tmp_path: Path):
         home=tmp_path, dags_folder=tmp_path, env={"AIRFLOW__CORE__PARALLELISM": "1"}
     )
     assert server.environ()["AIRFLOW__CORE__PARALLELISM"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("port", "conflict"),
+    [
+        (8793, "[logging] worker_log_server_port, the log server of the scheduler and workers"),
+        (8794, "[logging] trigger_log_server_port, the triggerer's log server"),
+    ],
+)
+def test_airflows_own_ports_are_refused(tmp_path: Path, port: int, conflict: str):
+    server = LocalAirflow(home=tmp_path / "home", dags_folder=tmp_path, port=port)
+    with pytest.raises(LocalAirflowError) as info:
+        server.start()
+    assert (
+        str(info.value)
+        == f"port {port} is Airflow's own ({conflict}); choose another, e.g. --port 8080"
+    )
+    assert not (tmp_path / "home").exists()  # refused before anything starts
+
+
+def test_a_moved_log_server_port_is_refused_where_it_is(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT", "9893")
+    assert 8793 not in LocalAirflow(home=tmp_path, dags_folder=tmp_path).airflow_ports()
+    with pytest.raises(LocalAirflowError, match="worker_log_server_port"):
+        LocalAirflow(home=tmp_path, dags_folder=tmp_path, port=9893).check_port()
+
+
+def test_a_port_in_use_is_refused(tmp_path: Path):
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        server = LocalAirflow(home=tmp_path, dags_folder=tmp_path, port=port)
+        with pytest.raises(LocalAirflowError, match=f"port {port} on 127.0.0.1 is in use"):
+            server.check_port()
+    server.check_port()  # free again
+
+
+def test_serve_prints_the_conflict_in_one_line(tmp_path: Path, capsys):
+    argv = ["serve", "--port", "8793", "--home", str(tmp_path), "--dags", str(tmp_path)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "worker_log_server_port" in err

@@ -259,3 +259,29 @@ def test_demo_pipeline_is_valid():
 
     pipeline = Pipeline.from_file(DEMO_PIPELINE)
     assert pipeline.order == ("demo_data", "merge", "encode", "train", "evaluate", "predict")
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "level"),
+    [("", "WARN"), ("  log_level: info\n", "INFO"), ("  log_level: OFF\n", "OFF")],
+)
+def test_spark_log_level_defaults_to_warn_and_takes_any_case(tmp_path, yaml_text, level):
+    path = _write(tmp_path, base_pipeline())
+    # Written by hand: a bare OFF is YAML 1.1's false, and still means the level.
+    path.write_text(path.read_text() + "spark:\n  conn_id: spark_default\n" + yaml_text)
+    assert load_spec(path).spark.log_level == level
+
+
+@pytest.mark.parametrize(
+    ("spark", "key_path", "fragment"),
+    [
+        ({"log_level": "LOUD"}, "spark.log_level", "'INFO', 'WARN', 'ERROR'"),
+        ({"conf": {"spark.log.level": "INFO"}}, "spark.conf", "set the level with spark.log_level"),
+    ],
+)
+def test_spark_log_level_is_checked_and_has_one_key(tmp_path, spark, key_path, fragment):
+    path = _write(tmp_path, {**base_pipeline(), "spark": spark})
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert f"{path}: {key_path}: " in str(info.value)
+    assert fragment in str(info.value)
