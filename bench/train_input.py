@@ -167,8 +167,9 @@ def main() -> None:
         import tensorflow as tf
 
         from tf_jobs import inputs, models, tfrecord_input
-        from tf_jobs.batches import inputs_from_arrow, labels_from_arrow
+        from tf_jobs.batches import inputs_from_arrow
         from tf_jobs.harness import configure_tensorflow
+        from tf_jobs.heads import labels_from_arrow
 
         configure_tensorflow(None, 7)
         params = {
@@ -186,7 +187,8 @@ def main() -> None:
         )
 
         whole = pa.Table.from_batches(table.to_batches()).combine_chunks().to_batches()[0]
-        tensors = (inputs_from_arrow(whole, fmap), labels_from_arrow(whole, "label")[:, None])
+        labels = labels_from_arrow(whole, fmap.heads("binary"), by_head=False)
+        tensors = (inputs_from_arrow(whole, fmap), labels)
         memory = tf.data.Dataset.from_tensor_slices(tensors).batch(args.batch_size).cache()
         baseline = measure("in-memory tensors", memory.prefetch(2), fmap, params, args.rows)
 

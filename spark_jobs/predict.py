@@ -62,7 +62,6 @@ from dlflow_airflow.contract.artifacts import (
 )
 from dlflow_airflow.contract.fmap import FeatureMap, FmapError
 from dlflow_airflow.contract.jobconf import JobConfig
-from dlflow_airflow.contract.models import get_model
 from dlflow_airflow.contract.options import PredictOptions
 from dlflow_airflow.contract.tasks import (
     BINARY,
@@ -77,7 +76,7 @@ from spark_jobs.paths import Staging, require_complete
 from spark_jobs.read_errors import naming_bad_files
 from spark_jobs.session import run_job
 from tf_jobs.heads import split_outputs
-from tf_jobs.model_io import ModelNotFoundError, model_file_uri, read_manifest
+from tf_jobs.model_io import ModelNotFoundError, model_file_uri, read_manifest, task_of
 
 log = logging.getLogger(__name__)
 
@@ -517,10 +516,10 @@ def model_task(job: JobConfig, model_uri: str) -> str:
     """The model's task: its manifest's, else the catalogue's for ``model.name``
     (a model committed without a manifest)."""
     try:
-        task = read_manifest(model_uri).get("task")
+        manifest = read_manifest(model_uri)
     except ModelNotFoundError:
-        task = None
-    return task or get_model(job.model.name).task
+        manifest = {}
+    return task_of(manifest, job.model.name)
 
 
 def prediction_layout(

@@ -47,10 +47,3 @@ def inputs_from_arrow(batch: pa.RecordBatch, fmap: FeatureMap) -> dict[str, np.n
         name: vector_column(batch, name, dtype, width)
         for name, (dtype, width) in input_specs(fmap).items()
     }
-
-
-def labels_from_arrow(batch: pa.RecordBatch, label: str) -> np.ndarray:
-    column = batch.column(label)
-    if column.null_count:
-        raise FmapError(f"label column {label!r} has {column.null_count} null values")
-    return column.to_numpy(zero_copy_only=False).astype(np.float32)

@@ -56,7 +56,7 @@ from dlflow_airflow.contract.fmap import FeatureMap, FmapError
 from dlflow_airflow.contract.jobconf import JobConfig
 from dlflow_airflow.contract.model_resolution import record_blessing
 from dlflow_airflow.contract.tasks import MULTICLASS, REGRESSION, Head, TaskError, metric_key
-from tf_jobs import inputs, model_io, models, plots
+from tf_jobs import inputs, model_io, plots
 from tf_jobs.gate import Champion, GateMissedError, Miss, check_gate, check_gate_keys
 from tf_jobs.harness import committing, configure_tensorflow, run_job
 from tf_jobs.heads import split_labels, split_outputs
@@ -215,7 +215,7 @@ def plan_evaluation(job: JobConfig) -> EvaluationPlan:
     model_io.require_committed(model.uri)
     fmap = FeatureMap.load(io.get(FMAP).uri)
     manifest = check_manifest(model.uri, fmap)
-    task = manifest.get("task") or models.get_model(job.model.name).task
+    task = model_io.task_of(manifest, job.model.name)
     heads = stage_heads(job, fmap, task)
     check_gate_keys(job.options.gate, heads)
     data = open_stage_input(io, job.options.input, fmap, heads, task=task, purpose="evaluate")
@@ -250,7 +250,7 @@ def score_champion(plan: EvaluationPlan) -> tuple[Champion | None, str | None]:
         reason = f"the fmap {record.fmap} changed since encode wrote the champion's rows"
         print(f"gate: no champion to compare with ({reason}; rerun encode)", flush=True)
         return None, reason
-    task = check_manifest(record.model, fmap).get("task") or plan.task
+    task = model_io.task_of(check_manifest(record.model, fmap), plan.job.model.name)
     if task != plan.task:
         reason = f"the champion {record.model} is a {task} model, this one a {plan.task} model"
         print(f"gate: no champion to compare with ({reason})", flush=True)

@@ -147,7 +147,6 @@ class LabelSummary:
 
 
 MAX_DISTINCT_LABELS = 20
-_NUMBER_TYPES = (pa.types.is_integer, pa.types.is_floating, pa.types.is_boolean)
 
 
 @dataclass

@@ -12,10 +12,12 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from typing import Any
 
 from dlflow_airflow.contract import storage
 from dlflow_airflow.contract.model_resolution import MANIFEST_FILE, ModelNotFoundError
+from dlflow_airflow.contract.models import get_model
 
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
@@ -70,6 +72,12 @@ def read_manifest(model_partition: str) -> dict[str, Any]:
     if not storage.exists(uri):
         raise ModelNotFoundError(f"model {model_partition} has no {MANIFEST_FILE}; retrain it")
     return json.loads(storage.read_text(uri))
+
+
+def task_of(manifest: Mapping[str, Any], model_name: str) -> str:
+    """A model's task: its manifest's, else the catalogue's for ``model_name`` (a model
+    trained before manifests recorded it)."""
+    return manifest.get("task") or get_model(model_name).task
 
 
 def load_model(model_partition: str):
