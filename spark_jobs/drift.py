@@ -98,22 +98,47 @@ def _position(values: Any, k: int) -> Any:
 
 def _categories(values: Any, target: Target) -> Any:
     """Counts of the present values (map keys): each top category, other (in the
-    vocabulary), unseen."""
+    vocabulary), unseen.
+
+    A dictionary-encoded column (how :func:`count_files` reads strings) is looked up
+    once per dictionary entry, then counted through its indices: a few thousand
+    look-ups instead of one per row.
+    """
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     top = list(target.top)
     present = values.drop_null() if values.null_count else values
+    if pa.types.is_dictionary(present.type):
+        weights = np.bincount(
+            present.indices.to_numpy(zero_copy_only=False), minlength=len(present.dictionary)
+        )
+        present = present.dictionary
+    else:
+        weights = np.ones(len(present), dtype=np.int64)
     index = pc.index_in(present, value_set=pa.array(top, pa.string()))
     codes = index.fill_null(len(top)).to_numpy(zero_copy_only=False)
-    counts = np.bincount(codes, minlength=len(top) + 1)[: len(top)]
-    rest = len(present) - int(counts.sum())
+    counts = np.bincount(codes, weights=weights, minlength=len(top) + 1)[: len(top)]
+    counts = counts.astype(np.int64)
+    rest = int(weights.sum()) - int(counts.sum())
     other = 0
     if not _all_top(target):  # else every value outside the top ones is unseen
         known = pc.is_in(present, value_set=pa.array(list(target.vocab or ()), pa.string()))
-        other = int(np.count_nonzero(known.to_numpy(zero_copy_only=False) & (codes == len(top))))
+        outside_top = known.to_numpy(zero_copy_only=False) & (codes == len(top))
+        other = int(weights[outside_top].sum())
     return np.array([*counts, other, rest - other], dtype=np.int64)
+
+
+def _bins(found: Any, edges: tuple[float, ...]) -> Any:
+    """How many present values fall in each bin of ``edges`` (sorted): numpy's
+    ``bincount(searchsorted(edges, value, "right"))`` over the non-NaN values, counted
+    as one comparison per edge (NaN compares false), several times faster."""
+    import numpy as np
+
+    at_least = np.array([np.count_nonzero(found >= edge) for edge in edges], dtype=np.int64)
+    present = len(found) - np.count_nonzero(np.isnan(found))
+    return -np.diff(np.concatenate(([present], at_least, [0])))
 
 
 def _keys(values: Any) -> Any:
@@ -130,7 +155,7 @@ def _keys(values: Any) -> Any:
 
 def count_batch(targets: list[Target], batch: Any) -> Any:
     """The counts of one Arrow batch of raw columns: the rows, then each target's
-    (see :func:`_slots`); bins as numpy's ``searchsorted(edges, value, "right")``."""
+    (see :func:`_slots`); a value equal to an edge counts in the bin above it."""
     import numpy as np
 
     totals = [np.array([batch.num_rows], dtype=np.int64)]
@@ -146,9 +171,7 @@ def count_batch(targets: list[Target], batch: Any) -> Any:
             counts[0] = values.null_count
         at = 1
         for edges, found in zip(target.edges, positions, strict=False):
-            present = found[~np.isnan(found)]
-            bins = np.searchsorted(np.asarray(edges, dtype=np.float64), present, "right")
-            counts[at : at + len(edges) + 1] = np.bincount(bins, minlength=len(edges) + 1)
+            counts[at : at + len(edges) + 1] = _bins(found, edges)
             at += len(edges) + 1
         if target.vocab is not None:
             keys = _keys(values) if target.kind == MAP else values
@@ -175,11 +198,22 @@ def count_files(targets: list[Target], uris: Iterator[str]) -> Iterator[list[int
     import pyarrow.parquet as pq
 
     names = list(dict.fromkeys(t.name for t in targets))
+    categorical = {t.name for t in targets if t.vocab is not None}
     totals = np.zeros(1 + sum(map(_slots, targets)), dtype=np.int64)
     for uri in uris:
         filesystem, path = storage.resolve(uri)
         with filesystem.open_input_file(path) as source:
-            for batch in pq.ParquetFile(source).iter_batches(columns=names):
+            metadata = pq.read_metadata(source)
+            # Strings and map keys as dictionaries: decoded and looked up once per value.
+            leaves = (metadata.schema.column(i).path for i in range(metadata.num_columns))
+            dictionaries = [
+                path
+                for path in leaves
+                if path.split(".")[0] in categorical
+                and (path in categorical or path.endswith(".key"))
+            ]
+            reader = pq.ParquetFile(source, metadata=metadata, read_dictionary=dictionaries)
+            for batch in reader.iter_batches(columns=names):
                 totals += count_batch(targets, batch)
     yield totals.tolist()
 
@@ -247,7 +281,9 @@ def count_features(frame: DataFrame, targets: list[Target]) -> tuple[int, list[F
     found = None
     if files is not None:
         counter = functools.partial(count_files, targets)
-        parts = spark.sparkContext.parallelize(files, max(len(files), 1)).mapPartitions(counter)
+        # One task per core, not per file: on a small day the tasks' start-up is the cost.
+        slices = max(min(len(files), spark.sparkContext.defaultParallelism), 1)
+        parts = spark.sparkContext.parallelize(files, slices).mapPartitions(counter)
         try:
             found = parts.collect() if files else []
         except Exception as exc:  # an executor without libhdfs, a corrupt file...

@@ -48,7 +48,8 @@ from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from dlflow_airflow.contract import storage
@@ -77,6 +78,13 @@ from spark_jobs.read_errors import naming_bad_files
 from spark_jobs.session import run_job
 from tf_jobs.heads import split_outputs
 from tf_jobs.model_io import ModelNotFoundError, model_file_uri, read_manifest, task_of
+from tf_jobs.signature import (
+    ModelOutput,
+    Signature,
+    SignatureError,
+    recorded_signature,
+    signature_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +93,9 @@ class PredictError(ValueError):
     """The encoded data, fmap and model do not fit together, or scoring lost rows."""
 
 
-@dataclass(frozen=True)
-class ModelOutput:
-    """One model output: its column name and its width (values per row)."""
-
-    name: str
-    width: int
-
-    def spark_type(self) -> T.DataType:
-        return T.FloatType() if self.width == 1 else T.ArrayType(T.FloatType(), False)
+def output_type(output: ModelOutput) -> T.DataType:
+    """A model output's column type: ``float``, or ``array<float>`` when wider than one."""
+    return T.FloatType() if output.width == 1 else T.ArrayType(T.FloatType(), False)
 
 
 @dataclass(frozen=True)
@@ -168,7 +170,7 @@ class OutputColumns:
         return [out.name for out in self.outputs]
 
     def fields(self) -> list[T.StructField]:
-        return [T.StructField(out.name, out.spark_type()) for out in self.outputs]
+        return [T.StructField(out.name, output_type(out)) for out in self.outputs]
 
     def arrays(self, values: list[np.ndarray], rows: int, model_uri: str) -> list[pa.Array]:
         return [
@@ -243,7 +245,7 @@ class Scorer:
         import tensorflow as tf
 
         self.model = model
-        self.outputs = model_outputs(model)
+        self.outputs = model_signature(model).outputs
         # One traced graph for every batch size (the last batch is smaller).
         self._forward = tf.function(
             lambda inputs: model(inputs, training=False), reduce_retracing=True
@@ -395,38 +397,27 @@ def check_model(model_uri: str, job: JobConfig) -> None:
         )
 
 
-def model_inputs(model: Any, fmap: FeatureMap) -> dict[str, int | None]:
-    """Input name -> last dimension, from the model (the fmap's inputs if it has none)."""
-    tensors = getattr(model, "inputs", None) or []
-    named = {getattr(t, "name", None): t for t in tensors}
-    if not tensors or None in named:
-        return {name: None for name in fmap.input_columns()}
-    return {name: tensor.shape[-1] for name, tensor in named.items()}
+def model_signature(model: Any) -> Signature:
+    """A loaded model's inputs and outputs, as :func:`tf_jobs.signature.signature_of` names them."""
+    try:
+        return signature_of(model)
+    except SignatureError as exc:
+        raise PredictError(str(exc)) from None
 
 
-def model_outputs(model: Any) -> list[ModelOutput]:
-    """The model's outputs, named as the model names them (e.g. ``score``)."""
-    structure = getattr(model, "output", None)
-    if isinstance(structure, dict):  # outputs given as a dict: its keys name them
-        pairs = list(structure.items())
-    else:
-        tensors = list(getattr(model, "outputs", None) or [])
-        names = list(getattr(model, "output_names", None) or [])
-        if not tensors or len(names) != len(tensors):
-            raise PredictError(
-                f"model {getattr(model, 'name', model)!r} has no named outputs; "
-                "predict needs a functional Keras model"
-            )
-        pairs = list(zip(names, tensors, strict=True))
-    outputs = []
-    for name, tensor in pairs:
-        width = 1
-        for dim in tensor.shape[1:]:
-            if dim is None:
-                raise PredictError(f"model output {name!r} has an unknown size {tensor.shape}")
-            width *= dim
-        outputs.append(ModelOutput(name, width))
-    return outputs
+def read_signature(model_uri: str) -> Signature:
+    """The model's signature from its manifest (no TensorFlow on the driver); a model
+    trained before manifests recorded it is loaded to read it."""
+    try:
+        recorded = recorded_signature(read_manifest(model_uri))
+    except ModelNotFoundError:
+        recorded = None
+    if recorded is not None:
+        return recorded
+    from tf_jobs.model_io import load_model
+
+    log.info("model %s has no recorded signature: loading it on the driver", model_uri)
+    return model_signature(load_model(model_uri))
 
 
 def check_inputs(
@@ -486,8 +477,12 @@ def score_frame(
     inputs: list[str],
     predictions: PredictionColumns,
     options: PredictOptions | None = None,
+    read_rows: Observation | None = None,
 ) -> DataFrame:
-    """``encoded`` scored in ``mapInArrow`` tasks: keys, predictions, pass-through columns."""
+    """``encoded`` scored in ``mapInArrow`` tasks: keys, predictions, pass-through columns.
+
+    :param read_rows: observes ``rows``, the rows read, as the scored frame is computed.
+    """
     options = options or PredictOptions()
     keys = list(fmap.primary_keys)
     passed = list(options.pass_through)
@@ -509,7 +504,10 @@ def score_frame(
         tf_threads=options.tf_threads,
     )
     columns = list(dict.fromkeys([*keys, *inputs, *passed]))
-    return encoded.select(*columns).mapInArrow(scorer, T.StructType(fields))
+    selected = encoded.select(*columns)
+    if read_rows is not None:
+        selected = selected.observe(read_rows, F.count(F.lit(1)).alias("rows"))
+    return selected.mapInArrow(scorer, T.StructType(fields))
 
 
 def model_task(job: JobConfig, model_uri: str) -> str:
@@ -561,16 +559,16 @@ def check_model_fits(
 ) -> tuple[list[str], PredictionColumns]:
     """On the driver, before any task starts: the model's inputs and outputs, checked
     against the fmap, the ``task``'s heads and the encoded table."""
-    from tf_jobs.model_io import load_model
-
     keys = list(fmap.primary_keys)
     missing_keys = [k for k in keys if k not in encoded.columns]
     if missing_keys:
         raise PredictError(f"the encoded table {paths.encoded} has no key column(s) {missing_keys}")
-    model = load_model(paths.model)
-    inputs = model_inputs(model, fmap)
+    signature = read_signature(paths.model)
+    inputs = signature.inputs
+    if inputs is None:  # a model that does not name its inputs takes the fmap's
+        inputs = {name: None for name in fmap.input_columns()}
     check_inputs(inputs, fmap, encoded, paths)
-    predictions = prediction_layout(task, model_outputs(model), fmap, paths)
+    predictions = prediction_layout(task, list(signature.outputs), fmap, paths)
     check_output_columns(keys, predictions.names, passed, encoded)
     return list(inputs), predictions
 
@@ -589,17 +587,19 @@ def predict(spark: SparkSession, job: JobConfig, paths: PredictIO) -> dict[str, 
     task = model_task(job, paths.model)
     inputs, predictions = check_model_fits(fmap, encoded, paths, list(options.pass_through), task)
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(options.batch_size))
-    expected = encoded.count()
-    if expected == 0 and not options.allow_empty:
-        raise PredictError(
-            f"the encoded partition {paths.encoded} has no rows; nothing to predict. "
-            "Set the predict option allow_empty: true to commit an empty prediction instead"
-        )
-    scored = score_frame(encoded, fmap, paths.model, inputs, predictions, options)
+    # Rows in and rows out counted as the partition is written: one Spark job, no count
+    # before it and no read back after it.
+    read, written = Observation("encoded"), Observation("scored")
+    scored = score_frame(encoded, fmap, paths.model, inputs, predictions, options, read)
     with Staging() as staging:
         folder = staging.folder(paths.output)
-        scored.write.parquet(folder)
-        rows = spark.read.parquet(folder).count()
+        scored.observe(written, F.count(F.lit(1)).alias("rows")).write.parquet(folder)
+        expected, rows = read.get["rows"], written.get["rows"]
+        if expected == 0 and not options.allow_empty:
+            raise PredictError(
+                f"the encoded partition {paths.encoded} has no rows; nothing to predict. "
+                "Set the predict option allow_empty: true to commit an empty prediction instead"
+            )
         if rows != expected:
             raise PredictError(
                 f"predict wrote {rows} rows for {expected} encoded rows; nothing committed"

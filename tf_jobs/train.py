@@ -39,6 +39,7 @@ from tf_jobs import distribution, inputs, model_io, models
 from tf_jobs.harness import committing, configure_tensorflow, discard, run_job
 from tf_jobs.model_io import HISTORY_FILE, MANIFEST_FILE
 from tf_jobs.models import ModelConfigError
+from tf_jobs.signature import SIGNATURE_KEY, SignatureError, signature_of
 from tf_jobs.stage_input import StageInput, open_stage_input, stage_heads
 
 
@@ -88,6 +89,7 @@ def run(job: JobConfig, callbacks: Sequence[Any] = ()) -> dict[str, Any]:
     if not cluster.is_chief:
         return {**result, "worker": cluster.index}  # only the chief commits the partition
     manifest = build_manifest(plan, epochs, warm_uri, cluster, tf.__version__)
+    manifest[SIGNATURE_KEY] = recorded_model_signature(model)
     commit_model(plan, model, epochs, manifest)
     # The model is committed: a rerun trains afresh.
     discard(distribution.checkpoint_root(job.layout, job.model.tag, plan.model_date))
@@ -210,6 +212,15 @@ def build_manifest(
         "tensorflow": tf_version,
         "dlflow_airflow": package_version(),
     }
+
+
+def recorded_model_signature(model: Any) -> dict[str, Any] | None:
+    """The manifest's signature (read by predict's driver instead of loading the model);
+    None for a model predict cannot name the outputs of (predict then says why)."""
+    try:
+        return signature_of(model).to_dict()
+    except SignatureError:
+        return None
 
 
 def head_entry(head: Head) -> dict[str, Any]:

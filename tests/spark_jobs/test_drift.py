@@ -362,3 +362,31 @@ def test_count_features_of_an_empty_frame(spark: Any) -> None:
     target = drift_module.Target("x", "scalar", types["x"], ((0.0, 1.0),))
     rows, (x,) = drift_module.count_features(frame, [target])
     assert rows == 0 and x.nulls == 0 and list(x.positions[0].counts) == [0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    "edges",
+    [(), (0.0,), (0.0, 1.0, 2.0), (1.0, 1.0, 2.0), (-np.inf, 0.5), (0.5, np.inf)],
+    ids=["none", "one", "three", "repeated", "minus-inf", "plus-inf"],
+)
+def test_bins_count_as_searchsorted_right(edges: tuple[float, ...]) -> None:
+    rng = np.random.default_rng(7)
+    found = np.concatenate(
+        [rng.choice([-1.0, 0.0, 0.5, 1.0, 2.0, 3.0], 500), [np.nan] * 9, [np.inf, -np.inf]]
+    )
+    present = found[~np.isnan(found)]
+    expected = np.bincount(
+        np.searchsorted(np.asarray(edges, dtype=np.float64), present, "right"),
+        minlength=len(edges) + 1,
+    )
+    assert drift_module._bins(found, edges).tolist() == expected.tolist()
+
+
+def test_categories_of_a_dictionary_column_equal_the_plain_ones() -> None:
+    import pyarrow as pa
+
+    values = pa.array(["a", None, "b", "z", "c", "a", None, "d", "z", "a"] * 7)
+    target = drift_module.Target("s", "string", None, vocab=("a", "b", "c", "d"), top=("a", "b"))
+    plain = drift_module._categories(values, target)
+    assert plain.tolist() == [21, 7, 14, 14]  # a, b, other (c, d), unseen (z)
+    assert drift_module._categories(values.dictionary_encode(), target).tolist() == plain.tolist()

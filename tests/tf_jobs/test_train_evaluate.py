@@ -70,6 +70,31 @@ def test_train_commits_model_history_and_manifest(
     assert not list((folder.parent / "_staging").iterdir())
 
 
+def test_the_manifest_records_the_signature_predict_reads_without_tensorflow(
+    workspace: Workspace, trained: dict[str, Any]
+) -> None:
+    from tf_jobs.signature import recorded_signature, signature_of
+
+    recorded = recorded_signature(model_io.read_manifest(trained["model"]))
+    assert recorded is not None
+    assert recorded == signature_of(model_io.load_model(trained["model"]))
+    assert recorded.outputs[0].name == "score" and recorded.outputs[0].width == 1
+    assert set(recorded.inputs or {}) == set(workspace.fmap.input_columns())
+    # Predict's driver reads it in a process that never imports TensorFlow.
+    probe = (
+        "import sys, spark_jobs.predict as p; s = p.read_signature(sys.argv[1]); "
+        "print(sorted(s.inputs), [o.name for o in s.outputs], 'tensorflow' in sys.modules)"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", probe, trained["model"]],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert shown == f"{sorted(workspace.fmap.input_columns())} ['score'] False"
+
+
 def test_saved_model_loads_with_encoded_column_inputs(
     workspace: Workspace, trained: dict[str, Any]
 ) -> None:
