@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -246,8 +246,11 @@ def merge(
     final = stage_io(job).get(RAW_FEATURE).uri
     with Staging() as staging:
         folder = staging.folder(final)
-        merged.write.parquet(folder)
-        rows = spark.read.parquet(folder).count()
+        # Counted as it is written, not read back. The seed stays a count of its own:
+        # observed inside the plan, a step joining the table with itself would count twice.
+        written = Observation("merged")
+        merged.observe(written, F.count(F.lit(1)).alias("rows")).write.parquet(folder)
+        rows = written.get["rows"]
         if rows != seed_rows:
             raise MergeError(
                 f"merge wrote {rows} rows but the seed has {seed_rows}; nothing committed"
