@@ -7,8 +7,11 @@ Every column type is present: int, long, float, double, boolean, strings
 path), array<double> of size 4 and map<string, double>. Figures printed:
 
 - plain: read the raw table and write it back as Parquet (the floor);
-- encode, fmap reused: transform + write with an existing fmap;
 - encode, fit: fit the fmap + normalisers, transform, write;
+- encode, fmap reused: transform + write with an existing fmap;
+
+  these three interleaved, ``--repeat`` rounds (default 3): medians, spread and
+  the goals (reused >= 0.8x plain, fit >= 0.4x plain);
 - DLFlow-style: every row mapped through Python one at a time (``rdd.map``),
   on a sample (``--baseline-rows``, default 100k) because it is slow;
 - drift, side by side: encode with a reused fmap with and without measuring
@@ -22,11 +25,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 from pyspark.sql import functions as F  # noqa: E402
+from rounds import goal, side_by_side  # noqa: E402
 
 from dlflow_airflow.contract import storage  # noqa: E402
 from dlflow_airflow.contract.fmap import FeatureMap, Normalizers  # noqa: E402
@@ -83,23 +85,6 @@ def timed(label: str, rows: int, action: Any, repeat: int = 1) -> float:
     return rate
 
 
-def side_by_side(contenders: dict[str, Callable[[], Any]], repeat: int) -> dict[str, float]:
-    """Run the contenders in turn, ``repeat`` rounds (interleaved, so a disturbance on a
-    shared machine hits all alike); print each one's median and spread; the medians."""
-    runs: dict[str, list[float]] = {label: [] for label in contenders}
-    for _ in range(repeat):
-        for label, action in contenders.items():
-            start = time.perf_counter()
-            action()
-            runs[label].append(time.perf_counter() - start)
-    medians = {}
-    for label, seconds in runs.items():
-        medians[label] = statistics.median(seconds)
-        spread = f"{min(seconds):.1f}-{max(seconds):.1f} s"
-        print(f"{label:<54} median {medians[label]:6.1f} s  (spread {spread}, {repeat} runs)")
-    return medians
-
-
 def drift_cost(spark: SparkSession, job: JobConfig, repeat: int) -> bool:
     """Encode with a reused fmap with and without drift; whether drift adds at most 25%."""
     with_drift, without = "encode, fmap reused, profile+drift", "encode, fmap reused, no drift"
@@ -112,13 +97,7 @@ def drift_cost(spark: SparkSession, job: JobConfig, repeat: int) -> bool:
         repeat,
     )
     assert "report" in results[with_drift]["drift"], results[with_drift]["drift"]
-    ratio = medians[with_drift] / medians[without]
-    met = ratio <= 1.25
-    print(
-        f"profile + drift / no drift (medians): {ratio:5.2f}x; goal 'profile + drift add at "
-        f"most 25% to encode with a reused fmap': {'met' if met else 'NOT met'}"
-    )
-    return met
+    return goal("profile + drift / no drift", medians[with_drift] / medians[without], at_most=1.25)
 
 
 def dlflow_style_row(row: Any, fmap: FeatureMap, stats: Normalizers) -> tuple:
@@ -160,7 +139,7 @@ def main() -> None:
     parser.add_argument("--baseline-rows", type=int, default=100_000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument(
-        "--repeat", type=int, default=1, help="time each run N times, keep the best"
+        "--repeat", type=int, default=3, help="interleaved rounds of plain, fit and reused"
     )
     parser.add_argument(
         "--drift-repeat", type=int, default=3, help="rounds of the drift side by side"
@@ -214,26 +193,22 @@ def main() -> None:
             spark.stop()
             return
 
-        plain = timed(
-            "plain Spark read + write",
-            rows,
-            lambda: spark.read.parquet(raw_uri).write.mode("overwrite").parquet(f"{tmp}/plain"),
-            args.repeat,
-        )
         refit = JobConfig.from_body(DATE, {**body, "options": {"refit": True}}, job="encode")
-        fit = timed(
-            "our encode: fit + transform + write",
-            rows,
-            lambda: encode.run(spark, refit),
-            args.repeat,
-        )
         reused_result: dict[str, Any] = {}
-        reused = timed(
-            "our encode: fmap reused (transform + write)",
-            rows,
-            lambda: reused_result.update(encode.run(spark, job)),
+        plain_label, fit_label = "plain Spark read + write", "our encode: fit + transform + write"
+        reused_label = "our encode: fmap reused (transform + write)"
+        medians = side_by_side(
+            {
+                plain_label: lambda: (
+                    spark.read.parquet(raw_uri).write.mode("overwrite").parquet(f"{tmp}/plain")
+                ),
+                fit_label: lambda: encode.run(spark, refit),  # writes the fmap reused next
+                reused_label: lambda: reused_result.update(encode.run(spark, job)),
+            },
             args.repeat,
+            rows,
         )
+        plain, fit, reused = (rows / medians[k] for k in (plain_label, fit_label, reused_label))
         assert reused_result["fmap_reused"], "the second run should reuse the fmap"
 
         femodel = job.layout.femodel("bench", DATE)
@@ -253,10 +228,9 @@ def main() -> None:
             ),
         )
         print()
-        print(f"fmap reused / plain read+write : {reused / plain:5.2f}x  (goal >= 0.7x)")
-        print(f"fit+transform / plain          : {fit / plain:5.2f}x  (goal >= 0.4x)")
-        print(f"fmap reused / DLFlow-style     : {reused / baseline:5.1f}x  (goal >= 20x)")
-        print(f"fit+transform / DLFlow-style   : {fit / baseline:5.1f}x")
+        goal("fmap reused / plain read+write", reused / plain, at_least=0.8)
+        goal("fit + transform / plain read+write", fit / plain, at_least=0.4)
+        goal("fmap reused / DLFlow-style", reused / baseline, at_least=20)
         print()
         drift_cost(spark, job, args.drift_repeat)
         if not math.isfinite(reused):

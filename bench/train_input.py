@@ -4,8 +4,9 @@ The same model (``dnn_binary_classifier``) is trained for one measured epoch
 from each source, after one warm-up epoch that traces the graph. In-memory
 tensors are the ceiling: the input can never be faster than data already in
 memory. The goal is Parquet >= 0.9x in-memory (the input is never the
-bottleneck). Shuffling is off for all three so they do the same work;
-Parquet with shuffling is printed as a fourth line.
+bottleneck), at the median of ``--repeat`` interleaved rounds (default 3).
+Shuffling is off for all three so they do the same work; Parquet with
+shuffling is a fourth contender.
 
     .venv/bin/python bench/train_input.py --rows 200000        # quick
     .venv/bin/python bench/train_input.py --rows 2000000       # full size
@@ -26,6 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
+from rounds import goal, report  # noqa: E402
 
 from dlflow_airflow.contract.fmap import Bucket, Feature, FeatureMap  # noqa: E402
 
@@ -136,7 +138,8 @@ class EpochTimer:
         return _Timer()
 
 
-def measure(name: str, dataset, fmap: FeatureMap, params: dict, rows: int) -> float:
+def epoch_seconds(dataset, fmap: FeatureMap, params: dict) -> float:
+    """Seconds of the second epoch of a fresh model (graph traced, caches warm)."""
     import keras
 
     from tf_jobs import models
@@ -146,10 +149,7 @@ def measure(name: str, dataset, fmap: FeatureMap, params: dict, rows: int) -> fl
     model = models.build_model(spec, fmap, params)
     timer = EpochTimer.create()
     model.fit(dataset, epochs=2, verbose=0, shuffle=False, callbacks=[timer])
-    seconds = timer.times[-1]  # the second epoch: graph traced, caches warm
-    steps = -(-rows // params["batch_size"])
-    print(f"{name:<24} {rows / seconds:>12,.0f} rows/s {steps / seconds:>10,.1f} steps/s")
-    return rows / seconds
+    return timer.times[-1]
 
 
 def main() -> None:
@@ -157,6 +157,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--parts", type=int, default=4)
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds")
     args = parser.parse_args()
 
     fmap = make_fmap()
@@ -190,31 +191,38 @@ def main() -> None:
         labels = labels_from_arrow(whole, fmap.heads("binary"), by_head=False)
         tensors = (inputs_from_arrow(whole, fmap), labels)
         memory = tf.data.Dataset.from_tensor_slices(tensors).batch(args.batch_size).cache()
-        baseline = measure("in-memory tensors", memory.prefetch(2), fmap, params, args.rows)
 
         heads = fmap.heads("binary")
         source = inputs.open_encoded(parquet_uri, fmap, heads)
-        parquet_ds = inputs.make_dataset(
-            source, fmap, heads, options, rows=args.rows, task="binary"
-        )
-        parquet = measure("parquet (ours)", parquet_ds, fmap, params, args.rows)
-
         records = tfrecord_input.open_tfrecord(tfrecord_uri)
-        records_ds = tfrecord_input.make_dataset(
-            records, fmap, heads, options, rows=args.rows, task="binary"
-        )
-        tfrecord = measure("tfrecord (ours)", records_ds, fmap, params, args.rows)
-
         shuffled = inputs.InputOptions(batch_size=args.batch_size, shuffle=True, seed=7)
-        shuffled_ds = inputs.make_dataset(
-            source, fmap, heads, shuffled, rows=args.rows, task="binary"
-        )
-        parquet_shuffled = measure("parquet, shuffled", shuffled_ds, fmap, params, args.rows)
+        datasets = {
+            "in-memory tensors": lambda: memory.prefetch(2),
+            "parquet (ours)": lambda: inputs.make_dataset(
+                source, fmap, heads, options, rows=args.rows, task="binary"
+            ),
+            "tfrecord (ours)": lambda: tfrecord_input.make_dataset(
+                records, fmap, heads, options, rows=args.rows, task="binary"
+            ),
+            "parquet, shuffled": lambda: inputs.make_dataset(
+                source, fmap, heads, shuffled, rows=args.rows, task="binary"
+            ),
+        }
+        # Interleaved rounds: each contender trains once per round, in turn.
+        runs: dict[str, list[float]] = {name: [] for name in datasets}
+        for _ in range(args.repeat):
+            for name, make in datasets.items():
+                runs[name].append(epoch_seconds(make(), fmap, params))
+        medians = {name: report(name, seconds, args.rows) for name, seconds in runs.items()}
 
-    print(f"parquet / in-memory:          {parquet / baseline:.2f}x (goal >= 0.90x)")
-    print(f"tfrecord / in-memory:         {tfrecord / baseline:.2f}x")
-    print(f"parquet shuffled / in-memory: {parquet_shuffled / baseline:.2f}x")
-    print(f"parquet / tfrecord:           {parquet / tfrecord:.2f}x")
+    memory_s = medians["in-memory tensors"]
+    goal("parquet / in-memory", memory_s / medians["parquet (ours)"], at_least=0.9)
+    print(f"tfrecord / in-memory:         {memory_s / medians['tfrecord (ours)']:.2f}x")
+    print(f"parquet shuffled / in-memory: {memory_s / medians['parquet, shuffled']:.2f}x")
+    print(
+        f"parquet / tfrecord:           "
+        f"{medians['tfrecord (ours)'] / medians['parquet (ours)']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ def get_provider_info() -> dict[str, Any]:
                 "integration-name": "DLFlow",
                 "python-modules": [
                     "dlflow_airflow.operators.spark",
+                    "dlflow_airflow.runners.spark_connect",
                     "dlflow_airflow.runners.local",
                     "dlflow_airflow.runners.kubernetes",
                     "dlflow_airflow.runners.docker",

@@ -9,7 +9,8 @@ PREDICT_RESULT it writes.
 
 Scoring runs in ``mapInArrow`` tasks. Each Python worker loads the model once
 (:func:`cached_scorer`) and keeps it for every later task of the job, since
-Spark reuses its Python workers; each Arrow batch goes to the model whole
+Spark reuses its Python workers (in connect mode, for later jobs of the pipeline's
+session too, until the model is committed anew); each Arrow batch goes to the model whole
 (``tf_jobs.batches.inputs_from_arrow``), never row by row.
 
 Output: the primary keys, the prediction columns, then the ``pass_through``
@@ -63,6 +64,7 @@ from dlflow_airflow.contract.artifacts import (
 )
 from dlflow_airflow.contract.fmap import FeatureMap, FmapError
 from dlflow_airflow.contract.jobconf import JobConfig
+from dlflow_airflow.contract.layout import SUCCESS_MARKER
 from dlflow_airflow.contract.options import PredictOptions
 from dlflow_airflow.contract.tasks import (
     BINARY,
@@ -269,8 +271,9 @@ class Scorer:
         return [np.asarray(value.numpy(), dtype=np.float32) for value in values]
 
 
-# One scorer per Python worker process, keyed by model partition URI.
-_SCORERS: dict[str, Scorer] = {}
+# One scorer per Python worker process, keyed by model partition URI and commit stamp: a
+# worker outlives the job in connect mode, and a model re-committed at the same URI is new.
+_SCORERS: dict[tuple[str, Any], Scorer] = {}
 # How many times this process loaded a model (tests check the reuse).
 LOADS: list[str] = []
 
@@ -286,9 +289,11 @@ def _limit_tf_threads(threads: int) -> None:
         pass  # TensorFlow already ran in this process; its pool is fixed
 
 
-def cached_scorer(model_uri: str, tf_threads: int = 0) -> Scorer:
-    """The scorer of ``model_uri``, loaded once per process."""
-    if model_uri not in _SCORERS:
+def cached_scorer(model_uri: str, tf_threads: int = 0, version: Any = None) -> Scorer:
+    """The scorer of ``model_uri``, loaded once per process (and ``version``, the
+    model's commit stamp)."""
+    key = (model_uri, version)
+    if key not in _SCORERS:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         if tf_threads:
             _limit_tf_threads(tf_threads)
@@ -296,9 +301,9 @@ def cached_scorer(model_uri: str, tf_threads: int = 0) -> Scorer:
 
         _SCORERS.clear()
         log.info("loading model %s in process %d", model_uri, os.getpid())
-        _SCORERS[model_uri] = Scorer(load_model(model_uri))
+        _SCORERS[key] = Scorer(load_model(model_uri))
         LOADS.append(model_uri)
-    return _SCORERS[model_uri]
+    return _SCORERS[key]
 
 
 def _task_cpus() -> int:
@@ -332,11 +337,12 @@ def score_batches(
     predictions: PredictionColumns,
     pass_through: list[str],
     tf_threads: int,
+    model_version: Any = None,
 ) -> Iterator[pa.RecordBatch]:
     """``mapInArrow`` body: keys + prediction columns + pass-through columns per row."""
     from tf_jobs.batches import inputs_from_arrow
 
-    scorer = cached_scorer(model_uri, tf_threads or _task_cpus())
+    scorer = cached_scorer(model_uri, tf_threads or _task_cpus(), model_version)
     fmap = FeatureMap.from_json(fmap_json, source=model_uri)
     decoded = class_values(fmap, pass_through)
     names = [*keys, *predictions.names, *pass_through]
@@ -502,6 +508,7 @@ def score_frame(
         predictions=predictions,
         pass_through=passed,
         tf_threads=options.tf_threads,
+        model_version=storage.modified(f"{model_uri}/{SUCCESS_MARKER}"),
     )
     columns = list(dict.fromkeys([*keys, *inputs, *passed]))
     selected = encoded.select(*columns)

@@ -2,9 +2,10 @@
 
 Spark fails a read of a truncated or corrupt file (Parquet, ORC, CSV...)
 with a ``FAILED_READ_FILE`` error whose parameters name the file, somewhere
-in the Java cause chain of the Python exception. :func:`naming_bad_files`
-turns that into a :class:`CorruptInputError` naming the input, its partition
-and the file::
+in the Java cause chain of the Python exception (in Spark Connect mode, the
+error the server sent: its condition and parameters, without the cause).
+:func:`naming_bad_files` turns that into a :class:`CorruptInputError` naming
+the input, its partition and the file::
 
     with naming_bad_files({raw_uri: "encode input (raw features)"}):
         spark.read.parquet(raw_uri).count()
@@ -102,7 +103,8 @@ def _file_uri(path: str) -> str:
 
 
 def _java_exceptions(exc: BaseException) -> Iterator[Any]:
-    """The Java exceptions behind ``exc`` and its Python causes (Py4J or captured)."""
+    """The Java exceptions behind ``exc`` and its Python causes (Py4J or captured), or
+    the server's error itself in Spark Connect mode (its condition and parameters)."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -110,6 +112,8 @@ def _java_exceptions(exc: BaseException) -> Iterator[Any]:
         java = getattr(current, "java_exception", None) or getattr(current, "_origin", None)
         if java is not None:
             yield java
+        elif callable(getattr(current, "getMessageParameters", None)):
+            yield current
         current = current.__cause__ or current.__context__
 
 
@@ -134,7 +138,8 @@ def _reason(error: Any, path: str) -> str:
     """The first line of the root cause's message, the file's name in it as "the file"."""
     message = str(_call(error, "getMessage") or _call(error, "toString") or "").strip()
     line = message.splitlines()[0] if message else "unknown error"
-    line = re.sub(r"\S*" + re.escape(posixpath.basename(path)), "the file", line)
+    line = re.sub(r"^\[[A-Z_.]+\] | +SQLSTATE: \w+$", "", line).rstrip(" .")  # Connect's
+    line = re.sub(r"(?:file )?\S*" + re.escape(posixpath.basename(path)), "the file", line)
     return line if len(line) <= _REASON_CHARS else line[:_REASON_CHARS] + "..."
 
 

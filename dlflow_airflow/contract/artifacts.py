@@ -93,6 +93,10 @@ class Artifact:
     tabular: bool = False
     reusable: bool = False
 
+    def owner_tag(self, feature_tag: str, model_tag: str) -> str:
+        """The tag naming this artifact's partitions in a pipeline with these tags."""
+        return feature_tag if self.owner == "feature" else model_tag
+
 
 ARTIFACTS: dict[str, Artifact] = {
     RAW_FEATURE: Artifact("raw", "feature", tabular=True),

@@ -68,9 +68,13 @@ def is_complete(partition_uri: str) -> bool:
 
 
 def read_text(uri: str) -> str:
+    return read_bytes(uri).decode("utf-8")
+
+
+def read_bytes(uri: str) -> bytes:
     filesystem, path = resolve(uri)
     with filesystem.open_input_stream(path) as stream:
-        return stream.read().decode("utf-8")
+        return stream.read()
 
 
 def write_text(uri: str, text: str) -> None:

@@ -152,11 +152,24 @@ def _run_locally(args: argparse.Namespace, path: Path, dates: list[str]) -> int:
             flush=True,
         )
 
+    from dlflow_airflow.devtools.connect_server import ConnectServerError, local_connect_server
+
+    spark = pipeline.spec.spark
     runs = []
-    for run in run_dates(setup, pipeline, dates, verbose=args.verbose, starting=starting):
-        runs.append(run)
-        print(run.report)
-        print(run.summary(), flush=True)
+    try:
+        # Connect mode and no connection in the environment: the laptop case.
+        with local_connect_server(
+            [spark.conn_id] if spark.mode == "connect" else [], setup.home / "spark-connect.log"
+        ) as connect:
+            if connect is not None:
+                print(f"Started a local Spark Connect server on {connect.url} for {spark.conn_id}")
+            for run in run_dates(setup, pipeline, dates, verbose=args.verbose, starting=starting):
+                runs.append(run)
+                print(run.report)
+                print(run.summary(), flush=True)
+    except ConnectServerError as exc:
+        print(f"dlflow-airflow: {exc}", file=sys.stderr)
+        return 1
     if len(dates) > 1:
         print(f"{len([r for r in runs if r.ok])} of {len(dates)} dates ok:")
         for run in runs:
@@ -171,31 +184,44 @@ def _run_locally(args: argparse.Namespace, path: Path, dates: list[str]) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import contextlib
     import signal
 
+    from dlflow_airflow.contract.spark_connect import DEFAULT_CONNECT_CONN_ID
+    from dlflow_airflow.devtools.connect_server import ConnectServerError, local_connect_server
     from dlflow_airflow.devtools.local_airflow import LocalAirflow, LocalAirflowError
 
     home = Path(args.home).resolve()
+    connect_ids = [DEFAULT_CONNECT_CONN_ID] if args.spark_connect else []
+    stack = contextlib.ExitStack()
     server = LocalAirflow(
         home=home / "airflow",
         dags_folder=Path(args.dags).resolve(),
         port=args.port,
         env={"DLFLOW_WORKSPACE": str(home / "workspace")},
+        database=args.db,
     )
     # SIGTERM (docker stop, kill) stops the components like Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
+        # Before Airflow: its components inherit the connection.
+        connect = stack.enter_context(local_connect_server(connect_ids, home / "spark-connect.log"))
+        if connect is not None:
+            print(f"Spark Connect server: {connect.url} ({DEFAULT_CONNECT_CONN_ID})")
         server.start()
+        for note in server.notes:
+            print(f"note: {note}")
         print(f"Airflow UI: {server.url} (logs in {server.home / 'logs'}); Ctrl-C stops it.")
         sys.stdout.flush()
         server.wait()
     except KeyboardInterrupt:
         return 0
-    except LocalAirflowError as exc:
+    except (LocalAirflowError, ConnectServerError) as exc:
         print(exc, file=sys.stderr)
         return 1
     finally:
         server.stop()
+        stack.close()
     return 0
 
 
@@ -262,6 +288,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--home", default=".demo", help="the demo's folder (default .demo)")
     p.add_argument("--dags", default="dags", help="the DAG folder (default ./dags)")
     p.add_argument("--port", type=int, default=8080, help="UI and API port (default 8080)")
+    p.add_argument(
+        "--db",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="metadata database: sqlite (default, nothing to set up) or postgres (a local "
+        "server in <home>/airflow/postgres: backfills and concurrent runs as in production)",
+    )
+    p.add_argument(
+        "--spark-connect",
+        action="store_true",
+        help="also start a local Spark Connect server, as the connection spark_connect_default "
+        "(for pipelines with spark: {mode: connect}; dlflow-airflow run starts its own)",
+    )
     p.set_defaults(func=_serve)
 
     p = sub.add_parser(

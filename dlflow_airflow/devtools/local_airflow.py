@@ -1,8 +1,16 @@
 """A real, local Airflow: api-server, scheduler and dag-processor on 127.0.0.1.
 
 Used by ``dlflow-airflow serve`` (look at the demo in the UI) and by the
-end-to-end test. SQLite metadata DB and the LocalExecutor: Airflow 3.3 allows
-this pair (``airflow standalone`` uses it), with ``parallelism`` kept small.
+end-to-end tests, with the LocalExecutor (``parallelism`` kept small) and one of
+two metadata databases:
+
+- ``sqlite`` (default, nothing to set up; ``airflow standalone`` uses it), where
+  Airflow refuses to create a backfill while another component writes
+  ("Database is locked"): :meth:`LocalAirflow.create_backfill` retries there;
+- ``postgres``: a PostgreSQL server of its own in ``<home>/postgres``
+  (:mod:`dlflow_airflow.devtools.postgres`), started before Airflow and stopped
+  after it, its data kept across restarts; backfills and concurrent runs behave
+  as in production.
 
 Two settings Airflow 3.3 needs that are easy to miss:
 
@@ -31,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from dlflow_airflow.devtools.demo import airflow_env
+from dlflow_airflow.devtools.postgres import LocalPostgres, PostgresError
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor")
 
@@ -39,6 +48,8 @@ AIRFLOW_PORTS = {
     ("logging", "worker_log_server_port"): "the log server of the scheduler and workers",
     ("logging", "trigger_log_server_port"): "the triggerer's log server",
 }
+
+DATABASES = ("sqlite", "postgres")
 
 
 class LocalAirflowError(RuntimeError):
@@ -54,6 +65,8 @@ class LocalAirflow:
     :param port: the api-server's port (UI and REST API).
     :param env: extra environment variables for every component (e.g. DLFLOW_WORKSPACE).
     :param parallelism: LocalExecutor worker processes.
+    :param database: the metadata database, ``sqlite`` (in the home) or ``postgres`` (a
+        server of its own in ``<home>/postgres``, started and stopped with the components).
     """
 
     home: Path
@@ -61,16 +74,31 @@ class LocalAirflow:
     port: int = 8080
     env: dict[str, str] = field(default_factory=dict)
     parallelism: int = 2
+    database: str = "sqlite"
+    _postgres: LocalPostgres | None = field(default=None, init=False, repr=False)
     _procs: dict[str, subprocess.Popen] = field(default_factory=dict, init=False, repr=False)
     _token: str | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.database not in DATABASES:
+            raise LocalAirflowError(
+                f"database {self.database!r} is not one of {', '.join(DATABASES)}"
+            )
+
+    @property
+    def notes(self) -> list[str]:
+        """What starting changed outside the home (e.g. folder permissions for PostgreSQL)."""
+        return list(self._postgres.notes) if self._postgres else []
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def environ(self) -> dict[str, str]:
+        """Every component's environment (on PostgreSQL: once :meth:`start` has started it)."""
         return {
             **airflow_env(self.home, self.dags_folder),
+            **self._database_env(),
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
@@ -86,6 +114,15 @@ class LocalAirflow:
             "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "1",
             **self.env,
         }
+
+    def _database_env(self) -> dict[str, str]:
+        if self.database == "sqlite":
+            return {}  # Airflow's default: <home>/airflow.db
+        if self._postgres is None or self._postgres.port is None:
+            raise LocalAirflowError("the PostgreSQL server is not running: start() first")
+        # The URL holds the database's password: it goes to the components, never to a log.
+        # Airflow derives the api-server's async URL (asyncpg) from it.
+        return {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self._postgres.url()}
 
     def _jwt_secret(self) -> str:
         path = self.home / "jwt_secret"
@@ -138,14 +175,29 @@ class LocalAirflow:
                 ) from None
 
     def start(self, timeout: float = 180) -> None:
-        """Check the port, migrate the DB, start the three components, wait until the API answers.
+        """Check the port, start PostgreSQL (``database="postgres"``), migrate the DB, start
+        the three components, wait until the API answers; on failure, stop what started.
 
-        :raises LocalAirflowError: the port is taken (see :meth:`check_port`), a
-            component exited, or the API did not answer within ``timeout`` seconds.
+        :raises LocalAirflowError: the port is taken (see :meth:`check_port`), PostgreSQL
+            did not start, a component exited, or the API did not answer within ``timeout``
+            seconds.
         """
         self.check_port()
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, timeout: float) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "logs").mkdir(exist_ok=True)
+        if self.database == "postgres":
+            self._postgres = LocalPostgres(self.home / "postgres")
+            try:
+                self._postgres.start()
+            except PostgresError as exc:
+                raise LocalAirflowError(str(exc)) from None
         self.airflow("db", "migrate")
         airflow_bin = str(Path(sys.executable).parent / "airflow")
         for name in COMPONENTS:
@@ -175,7 +227,8 @@ class LocalAirflow:
                 raise LocalAirflowError(f"airflow {name} exited ({proc.returncode}):\n{tail}")
 
     def stop(self, timeout: float = 30) -> None:
-        """Stop the components this object started (their process groups only)."""
+        """Stop the components this object started (their process groups only), then
+        its PostgreSQL server."""
         for proc in self._procs.values():
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -187,6 +240,11 @@ class LocalAirflow:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self._procs.clear()
+        if self._postgres is not None:
+            try:
+                self._postgres.stop()
+            except PostgresError as exc:
+                raise LocalAirflowError(str(exc)) from None
 
     def wait(self) -> None:
         """Block until a component exits (``serve``); Ctrl-C stops all of them."""
@@ -245,18 +303,20 @@ class LocalAirflow:
         raise LocalAirflowError(f"run {run_id} of {dag_id} did not finish in {timeout:.0f}s")
 
     def create_backfill(self, body: dict[str, Any], attempts: int = 5) -> dict[str, Any]:
-        """``POST /backfills``, retried while SQLite is locked.
+        """``POST /backfills``; on SQLite only, retried while the database is locked.
 
         On SQLite, Airflow refuses a backfill created while another component
         writes ("Database is locked ... Please use PostgreSQL or MySQL") and may
         leave a backfill without runs that blocks the next one: each retry first
         cancels the DAG's unfinished backfills (none of them can hold a run yet).
+        On PostgreSQL the first answer is final.
         """
         for attempt in range(attempts):
             try:
                 return self.api("POST", "/backfills", body)
             except LocalAirflowError as exc:
-                if "Database is locked" not in str(exc) or attempt == attempts - 1:
+                locked = self.database == "sqlite" and "Database is locked" in str(exc)
+                if not locked or attempt == attempts - 1:
                     raise
             time.sleep(2 + 2 * attempt)
             listed = self.api("GET", f"/backfills?dag_id={body['dag_id']}")

@@ -48,6 +48,8 @@ from dlflow_airflow.contract.model_resolution import (
     record_decision,
 )
 from dlflow_airflow.operators.bookkeeping import check_selected
+from dlflow_airflow.operators.run_date import RunDateTemplates
+from dlflow_airflow.operators.run_report import RunReportLink
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class Verdict:
         return f"{self.partition}/{METRICS_FILE}"
 
 
-class ModelApprovalOperator(ApprovalOperator):
+class ModelApprovalOperator(RunDateTemplates, ApprovalOperator):
     """Ask a human to approve the model an evaluate stage judged; bless it on Approve.
 
     :param stage_body: the evaluate stage's job document without the date
@@ -87,6 +89,7 @@ class ModelApprovalOperator(ApprovalOperator):
 
     template_fields = (*ApprovalOperator.template_fields, "stage_date")
     ui_color = "#f6e7b4"
+    operator_extra_links = (RunReportLink(),)  # the run report (dlflow_airflow.ui)
 
     def __init__(
         self,

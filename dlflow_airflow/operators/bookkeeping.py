@@ -39,15 +39,24 @@ from dlflow_airflow.contract.drift import summary_of
 from dlflow_airflow.contract.jobconf import JobConfig
 from dlflow_airflow.contract.layout import SUCCESS_MARKER
 from dlflow_airflow.contract.model_resolution import ModelNotFoundError
+from dlflow_airflow.contract.run_date import EVENT_DATE
 from dlflow_airflow.operators import fingerprints
 from dlflow_airflow.operators.fingerprints import Decision
+from dlflow_airflow.operators.lineage import StageLineage
+from dlflow_airflow.operators.run_date import RunDateTemplates
+from dlflow_airflow.operators.run_report import RunReportLink, record_stage
 
 STAGE_DATE_FIELD = "stage_date"
 log = logging.getLogger(__name__)
 
 
-class StageBookkeeping:
+class StageBookkeeping(StageLineage, RunDateTemplates):
     """Mixin for an Airflow operator that runs one pipeline stage.
+
+    Its ``{{ ds }}`` renders in asset-triggered runs too (:class:`RunDateTemplates`); it
+    reports the partitions it read and wrote to OpenLineage (:class:`StageLineage`); it
+    records what it runs with, and why, for the run report in the UI, and links to it
+    (:mod:`dlflow_airflow.operators.run_report`).
 
     :param stage_body: the stage's job document without the date (see
         :mod:`dlflow_airflow.contract.jobconf`); None disables everything but
@@ -68,6 +77,17 @@ class StageBookkeeping:
         )
         if STAGE_DATE_FIELD not in fields:
             cls.template_fields = (*fields, STAGE_DATE_FIELD)
+        links = next(
+            (
+                k.__dict__["operator_extra_links"]
+                for k in cls.__mro__
+                if "operator_extra_links" in k.__dict__
+            ),
+            (),
+        )
+        # Every stage task links to its run's report (dlflow_airflow.ui), beside its own links.
+        if not isinstance(links, property) and not any(isinstance(x, RunReportLink) for x in links):
+            cls.operator_extra_links = (*links, RunReportLink())
         if "__init__" not in cls.__dict__:
             # Airflow's operator metaclass applies default_args to an __init__ the
             # class defines itself; a one-line join class defines none, so give it one.
@@ -88,21 +108,33 @@ class StageBookkeeping:
         self.stage_date = stage_date
 
     def execute(self, context: Any) -> Any:
-        run = StageRun.begin(self, context)
+        try:
+            run = StageRun.begin(self, context)
+        except Exception as exc:  # skipped, blocked by the gate, not selected...
+            record_stage(self, context, str(exc).removeprefix("dlflow: "))
+            raise
+        record_stage(self, context, f"ran: {run.decision.reason}" if run.decision else "ran")
         try:
             result = super().execute(context)  # type: ignore[misc]
         except Exception:
             run.raise_if_gate_missed()
             raise
         written = run.finish(context)
+        self.record_lineage(run.io, run.written(), written)
         # A backend that returns nothing (spark-submit) still leaves what it wrote in XCom.
         return result if result is not None else written
 
     def resume_execution(self, next_method: str, next_kwargs: Any, context: Any) -> Any:
         """A deferred backend (a deferrable pod, the sensor) finishes here, not in execute."""
         result = super().resume_execution(next_method, next_kwargs, context)  # type: ignore[misc]
-        written = StageRun.resumed(self).finish(context)
+        run = StageRun.resumed(self)
+        written = run.finish(context)
+        self.record_lineage(run.io, run.written(), written)
         return result if result is not None else written
+
+    def lineage_io(self) -> StageIO:
+        """The stage's partitions for the run's date, for :class:`StageLineage`."""
+        return _stage_io(self)[1]
 
 
 @cache
@@ -297,7 +329,7 @@ def check_selected(operator: Any, params: Any, also: tuple[str, ...] = ()) -> No
 
 def _extra(config: JobConfig, out: Partition) -> dict[str, Any]:
     """What an asset event (and the task's XCom) says of one partition the run wrote."""
-    extra: dict[str, Any] = {"date": config.date, "partition": out.uri}
+    extra: dict[str, Any] = {EVENT_DATE: config.date, "partition": out.uri}
     if out.tag in ARTIFACTS and ARTIFACTS[out.tag].model_dated:
         extra["model_date"] = out.date
     if out.tabular:

@@ -14,6 +14,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from dlflow_airflow.contract.jobconf import NO_RETRY_EXIT_CODE, job_argv
 from dlflow_airflow.contract.schema import DEFAULT_SPARK_LOG_LEVEL, SPARK_LOG_LEVEL_CONF
 from dlflow_airflow.operators.bookkeeping import StageBookkeeping
+from dlflow_airflow.operators.lineage import openlineage_active
 
 SPARK_JOBS = ("demo_data", "merge", "encode", "predict")
 
@@ -77,6 +78,12 @@ class SparkJobOperator(SparkSubmitOperator):
     :param log_level: the driver's Log4j level, passed as Spark's ``spark.log.level``
         (applied as the SparkContext starts, so its start-up INFO lines stay out
         of the task log too); a ``spark.log.level`` in ``conf`` wins.
+    :param openlineage_inject_parent_job_info: pass the Airflow task's OpenLineage
+        identity to the Spark job (``spark.openlineage.parent*`` conf, through the
+        Spark provider), so the Spark job's OpenLineage listener names the task's
+        run as its parent. None (default): on when the worker has the OpenLineage
+        provider installed and enabled; False: never (True: as the Spark provider
+        does). A ``spark.openlineage.parent*`` key in ``conf`` wins.
     :param kwargs: passed to :class:`SparkSubmitOperator` (conn_id, conf, py_files, ...);
         ``conf`` is not templated here.
     """
@@ -96,11 +103,14 @@ class SparkJobOperator(SparkSubmitOperator):
         ship_code: bool = True,
         ship_modules: Sequence[str] = (),
         log_level: str = DEFAULT_SPARK_LOG_LEVEL,
+        openlineage_inject_parent_job_info: bool | None = None,
         **kwargs: Any,
     ) -> None:
         if job not in SPARK_JOBS:
             raise ValueError(f"unknown spark job {job!r}; known: {', '.join(SPARK_JOBS)}")
         kwargs.setdefault("name", f"dlflow-{job}")
+        if openlineage_inject_parent_job_info is not None:
+            kwargs["openlineage_inject_parent_job_info"] = openlineage_inject_parent_job_info
         # Shown as built (the date still a template); execute() rebuilds it with the run's date.
         super().__init__(application_args=job_argv(date, job_body), **kwargs)
         self.job = job
@@ -110,6 +120,7 @@ class SparkJobOperator(SparkSubmitOperator):
         self.ship_code = ship_code
         self.ship_modules = tuple(ship_modules)
         self.log_level = log_level
+        self.openlineage_parent_job_info = openlineage_inject_parent_job_info
 
     def shipped_py_files(self) -> str | None:
         """``py_files`` plus the project's code zip (built or reused) when shipping is on."""
@@ -132,6 +143,13 @@ class SparkJobOperator(SparkSubmitOperator):
             SPARK_LOG_LEVEL_CONF: self.log_level,
             **(self.conf or {}),
         }
+        if self.openlineage_parent_job_info is None and openlineage_active():
+            # The Spark provider's own injection (what its flag turns on), on by default here.
+            from airflow.providers.common.compat.openlineage.utils.spark import (
+                inject_parent_job_information_into_spark_properties,
+            )
+
+            self.conf = inject_parent_job_information_into_spark_properties(self.conf, context)
         # spark-submit lives next to the interpreter when pyspark is pip-installed;
         # put it on PATH even when the worker was started without activating the venv.
         bin_dir = os.path.dirname(sys.executable)

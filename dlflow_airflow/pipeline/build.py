@@ -16,15 +16,19 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from dlflow_airflow.contract.artifacts import (
+    ARTIFACTS,
     CHAMPION_FEATURE,
     ENCODED_FEATURE,
     EVALUATE_RESULT,
     FMAP,
     TRAINED_MODEL,
+    Role,
     StageRef,
+    asset_name,
     gated_tags,
     latest_conflict_message,
     model_date_conflicts,
+    stage_roles,
 )
 from dlflow_airflow.contract.models import (
     ModelConfigError,
@@ -39,7 +43,12 @@ from dlflow_airflow.pipeline.extends import read_pipeline
 from dlflow_airflow.pipeline.graph import Edge, StageTags, build_edges, topological_order
 from dlflow_airflow.pipeline.kinds import resolve_kind
 from dlflow_airflow.pipeline.policy import spark_conf_issues
-from dlflow_airflow.pipeline.spec import PipelineSpec, issues_from_validation, parse_spec
+from dlflow_airflow.pipeline.spec import (
+    AssetSchedule,
+    PipelineSpec,
+    issues_from_validation,
+    parse_spec,
+)
 from dlflow_airflow.stages.base import StageCommon, StageContext, StageKind
 
 
@@ -95,6 +104,7 @@ class Pipeline:
         check_approval_tasks(stages, source)
         stages = gate_before_scoring(stages)
         stages = encode_for_champion(stages, spec.external, source)
+        check_schedule_loop(spec, stages, source)
         tags = {name: StageTags(s.needs, s.produces) for name, s in stages.items()}
         edges = build_edges(tags, external=spec.external, source=source)
         order = topological_order(stages, edges, source=source)
@@ -285,6 +295,34 @@ def check_model_date(spec: PipelineSpec, stages: dict[str, Stage], source: str) 
         if conflicts:
             issues.append(
                 Issue("model.date", f"stage {name!r}: {latest_conflict_message(conflicts)}")
+            )
+    if issues:
+        raise SpecError(source, issues)
+
+
+def check_schedule_loop(spec: PipelineSpec, stages: Mapping[str, Stage], source: str) -> None:
+    """A pipeline is not scheduled on an artifact one of its own stages writes:
+    each run would trigger the next."""
+    if not isinstance(spec.schedule, AssetSchedule):
+        return
+    tags = {"feature_tag": spec.feature.tag, "model_tag": spec.model.tag}
+    writers: dict[str, str] = {}
+    for name, stage in stages.items():
+        for role in stage_roles(stage.needs, stage.produces, spec.model.date, stage.options):
+            if role.role in (Role.WRITE, Role.FIT_OR_REUSE):
+                owner = role.artifact.owner_tag(**tags)
+                writers.setdefault(asset_name(role.artifact.folder, owner), name)
+    issues = []
+    for index, ref in enumerate(spec.schedule.artifacts()):
+        asset = asset_name(ARTIFACTS[ref.artifact].folder, ref.owner_tag(**tags))
+        if asset in writers:
+            issues.append(
+                Issue(
+                    f"schedule.assets.{index}",
+                    f"stage {writers[asset]!r} of this pipeline writes {ref.artifact} "
+                    f"(asset {asset}): each run would trigger the next; name an artifact "
+                    "another pipeline writes",
+                )
             )
     if issues:
         raise SpecError(source, issues)

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
 
 from dlflow_airflow.contract.artifacts import stage_roles
 from dlflow_airflow.operators.bookkeeping import bind_stage
-from dlflow_airflow.pipeline.assets import input_assets, output_assets
+from dlflow_airflow.pipeline.assets import input_assets, output_assets, schedule_condition
 from dlflow_airflow.pipeline.build import Pipeline, approval_task_id
-from dlflow_airflow.pipeline.spec import PipelineSpec
+from dlflow_airflow.pipeline.spec import AssetSchedule, PipelineSpec
 from dlflow_airflow.stages.base import StageContext
 
 log = logging.getLogger(__name__)
@@ -23,13 +23,15 @@ def build_dag(pipeline: Pipeline) -> DAG:
     """The Airflow DAG of a validated pipeline.
 
     Dates are never fixed here: each task renders ``{{ ds }}`` from its run,
-    so scheduled runs, manual triggers and backfills write their own partition.
+    so scheduled runs, manual triggers and backfills write their own partition
+    (an asset-triggered run, that of its triggering event: see
+    :mod:`dlflow_airflow.contract.run_date`).
     """
     spec = pipeline.spec
     with DAG(
         dag_id=spec.dag_id,
         description=spec.description,
-        schedule=spec.schedule,
+        schedule=dag_schedule(spec),
         start_date=_utc(spec.start_date),
         end_date=_utc(spec.end_date) if spec.end_date else None,
         catchup=spec.catchup,
@@ -61,6 +63,24 @@ def build_dag(pipeline: Pipeline) -> DAG:
         for name, scorers in pipeline.approvals.items():
             tasks[name] >> approval_task(pipeline, name) >> [tasks[s] for s in scorers]
     return dag
+
+
+def dag_schedule(spec: PipelineSpec) -> Any:
+    """The DAG's ``schedule``: the YAML's clock as it is, or its assets (and clock)."""
+    schedule = spec.schedule
+    if not isinstance(schedule, AssetSchedule):
+        return schedule
+    assets = schedule_condition(
+        schedule,
+        workspace=spec.workspace,
+        feature_tag=spec.feature.tag,
+        model_tag=spec.model.tag,
+    )
+    if schedule.cron is None:
+        return assets
+    # What Airflow 3 makes of a plain cron schedule: a run at each tick, dated by it.
+    clock = CronTriggerTimetable(schedule.cron, timezone="UTC")
+    return AssetOrTimeSchedule(timetable=clock, assets=assets)
 
 
 def approval_task(pipeline: Pipeline, name: str) -> Any:

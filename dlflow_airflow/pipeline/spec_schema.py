@@ -53,6 +53,7 @@ def pipeline_json_schema() -> dict[str, Any]:
         },
         additionalProperties=_nullable({"$ref": _ref(_STAGE)}),
     )
+    defs = _mapping_or_value(defs)
     parts = {f"{name}{_PART}": _part(schema, defs) for name, schema in defs.items()}
     whole_file = parts[f"{_PIPELINE}{_PART}"]
     whole_file["properties"] = {EXTENDS: _EXTENDS_SCHEMA, **whole_file["properties"]}
@@ -133,6 +134,30 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     """``stage:`` with no value is a stage with no options (a condition: the errors stay
     those of ``schema``, where ``anyOf`` would only say "not valid under any")."""
     return {"if": {"type": "null"}, "else": schema}
+
+
+def _mapping_or_value(schema: Any) -> Any:
+    """A choice between one model (a mapping) and plain values (``schedule``: a cron
+    string or ``{assets: [...]}``) as a condition on the type: an editor then names the
+    wrong key or value inside, where ``oneOf`` would only say "not valid under any"."""
+    if isinstance(schema, list):
+        return [_mapping_or_value(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _mapping_or_value(value) for key, value in schema.items()}
+    choices = out.get("oneOf") or []
+    models = [c for c in choices if "$ref" in c]
+    values = [c for c in choices if "$ref" not in c and c.get("type") not in (None, "object")]
+    if len(models) == 1 and len(models) + len(values) == len(choices):
+        del out["oneOf"]
+        if len(values) == 1:
+            value = values[0]
+        elif all(set(v) == {"type"} for v in values):  # {"type": ["string", "null"]}
+            value = {"type": [v["type"] for v in values]}
+        else:
+            value = {"anyOf": values}
+        out.update({"if": {"type": "object"}, "then": models[0], "else": value})
+    return out
 
 
 def _part(schema: Any, defs: dict[str, Any]) -> Any:

@@ -1,4 +1,6 @@
-"""Where a TensorFlow job runs: one small protocol, one class per backend."""
+"""Where a job runs: the TensorFlow runners (one small protocol, one class per backend),
+and the Spark Connect mode's operator (:mod:`.spark_connect`, a client process in the
+worker, as the local runner's)."""
 
 from __future__ import annotations
 

@@ -34,7 +34,14 @@ TF_JOBS = ("train", "evaluate")
 
 
 class JobFailedError(RuntimeError):
-    """The job exited with an error; the message carries the tail of its output."""
+    """The job exited with an error; the message carries the tail of its output.
+
+    :param exit_code: the failed process's exit code, when it exited by itself.
+    """
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class RunnerUnavailableError(ImportError):

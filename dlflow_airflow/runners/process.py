@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dlflow_airflow.contract.jobconf import parse_result
@@ -33,9 +33,12 @@ class LocalProcess:
     it and anything it started.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, on_stop: Callable[[], None] | None = None) -> None:
+        """:param on_stop: called before a running job is stopped from outside (a kill,
+        a task timeout), e.g. to cancel the work the job started elsewhere."""
         self._processes: list[subprocess.Popen[str]] = []
         self._lock = threading.Lock()
+        self._on_stop = on_stop
 
     def command(self, module: str, args: list[str]) -> list[str]:
         return [sys.executable, "-u", "-m", module, *args]
@@ -81,7 +84,13 @@ class LocalProcess:
                 pump.start()
                 pumps.append(pump)
         try:
-            failed = self._wait_all()
+            try:
+                failed = self._wait_all()
+            except BaseException:
+                # A task timeout or a signal while waiting: the job must not outlive its
+                # task (and its output ends only when it does).
+                self.kill()
+                raise
         finally:
             for pump in pumps:
                 pump.join()
@@ -92,7 +101,8 @@ class LocalProcess:
             index, code = failed
             who = f"{module} (worker {index})" if workers > 1 else module
             raise JobFailedError(
-                f"{who} exited with code {code}; last lines:\n" + "\n".join(tails[index])
+                f"{who} exited with code {code}; last lines:\n" + "\n".join(tails[index]),
+                exit_code=code,
             )
         if any(code != 0 for code in codes):  # killed from outside
             raise JobFailedError(f"{module} was stopped (exit codes {codes})")
@@ -115,6 +125,11 @@ class LocalProcess:
     def kill(self) -> None:
         with self._lock:
             processes = list(self._processes)
+        if self._on_stop is not None and any(p.poll() is None for p in processes):
+            try:
+                self._on_stop()
+            except Exception:  # stopping the processes matters more
+                logging.getLogger(__name__).warning("on_stop failed", exc_info=True)
         for process in processes:
             _stop(process)
 

@@ -20,6 +20,7 @@ from airflow.sdk import BaseSensorOperator
 
 from dlflow_airflow.contract.dependencies import (
     DependencyError,
+    PathDependency,
     UpstreamMissingError,
     parse_dependencies,
     resolve_all,
@@ -44,6 +45,8 @@ class UpstreamPartitionWaiter(BaseSensorOperator):
     # Only the run date: dependency paths take {date} placeholders filled by
     # contract.dependencies, never Jinja, so YAML strings reach the checks verbatim.
     template_fields = ("date",)
+    upstream_paths: tuple[str, ...] = ()
+    """The partitions the path dependencies resolved to, once ready (OpenLineage's inputs)."""
 
     def __init__(
         self,
@@ -67,16 +70,26 @@ class UpstreamPartitionWaiter(BaseSensorOperator):
         resolved = resolve_all(parsed, workspace=self.workspace, day=self.date)
         return {name: item.value for name, item in resolved.items()}
 
+    def _ready(self, values: dict[str, str]) -> dict[str, str]:
+        """Log what the dependencies resolved to and keep the paths among them."""
+        self.log.info("upstream ready: %s", values)
+        parsed = parse_dependencies(self.dependencies)
+        self.upstream_paths = tuple(
+            values[name]
+            for name, dep in parsed.items()
+            if isinstance(dep, PathDependency) and name in values
+        )
+        return values
+
     def poke(self, context: Any) -> Any:
         try:
             values = self._resolve()
         except UpstreamMissingError as exc:
             self.log.info("upstream not ready: %s", exc)
             return False
-        self.log.info("upstream ready: %s", values)
         from airflow.sdk import PokeReturnValue
 
-        return PokeReturnValue(is_done=True, xcom_value=values)
+        return PokeReturnValue(is_done=True, xcom_value=self._ready(values))
 
     def execute(self, context: Any) -> Any:
         if not self.deferrable:
@@ -86,8 +99,7 @@ class UpstreamPartitionWaiter(BaseSensorOperator):
         except UpstreamMissingError as exc:
             self.log.info("upstream not ready, deferring: %s", exc)
         else:
-            self.log.info("upstream ready: %s", values)
-            return values
+            return self._ready(values)
         self.defer(
             trigger=self.build_trigger(),
             method_name="execute_complete",
@@ -115,8 +127,7 @@ class UpstreamPartitionWaiter(BaseSensorOperator):
         """
         status = event.get("status")
         if status == "success":
-            self.log.info("upstream ready: %s", event["values"])
-            return event["values"]
+            return self._ready(event["values"])
         message = event.get("message", f"unexpected trigger event {event!r}")
         if status == "timeout":
             from airflow.sdk.exceptions import AirflowSensorTimeout
@@ -127,4 +138,8 @@ class UpstreamPartitionWaiter(BaseSensorOperator):
 
 class UpstreamPartitionSensor(StageBookkeeping, UpstreamPartitionWaiter):
     """The ``wait_upstream`` stage: :class:`UpstreamPartitionWaiter` with every stage's
-    run bookkeeping (``params.stages``)."""
+    run bookkeeping (``params.stages``); its OpenLineage inputs are the partitions it
+    found ready."""
+
+    def lineage_extra_inputs(self) -> tuple[str, ...]:
+        return self.upstream_paths

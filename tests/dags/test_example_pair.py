@@ -27,8 +27,20 @@ def test_weekly_training_feeds_daily_predict_through_the_model_asset():
     assert model.name == "dlflow.model.ctr_weekly_dnn"
     assert predict.get_task("predict").inlets == [model]
     assert train.schedule == "@weekly"
-    assert predict.schedule == "@daily"
     assert '"date": "latest"' in predict.get_task("predict").application_args[3]
+
+
+def test_daily_predict_runs_daily_and_on_each_weekly_verdict():
+    from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable
+
+    train = _dag("ctr_weekly_train")
+    predict = _dag("ctr_daily_predict")
+    timetable = predict.timetable
+    assert isinstance(timetable, AssetOrTimeSchedule)
+    assert isinstance(timetable.timetable, CronTriggerTimetable)
+    assert timetable.timetable.expression == "0 0 * * *"  # @daily
+    # The verdict: evaluate blesses the model, so the run that follows can use it.
+    assert list(timetable.asset_condition.objects) == train.get_task("evaluate").outlets
 
 
 @pytest.mark.parametrize("name", ["ctr_weekly_train", "ctr_daily_predict"])

@@ -18,9 +18,22 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_airflow(root: Path, dag_id: str, write_dags: Callable[[Path], None]) -> Iterator[Any]:
+def running_airflow(
+    root: Path,
+    dag_id: str,
+    write_dags: Callable[[Path], None],
+    database: str = "postgres",
+    *,
+    scheduled: bool = False,
+) -> Iterator[Any]:
     """An api-server + scheduler + dag-processor over the DAG folder ``write_dags`` fills,
-    with ``dag_id`` loaded and unpaused; ``server.workspace`` is the pipelines' workspace."""
+    with ``dag_id`` loaded and unpaused; ``server.workspace`` is the pipelines' workspace.
+
+    The metadata database is PostgreSQL (a server of its own under ``root``), as in
+    production: on SQLite, Airflow refuses backfills created while another component writes.
+    Unless ``scheduled``, the scheduler creates no runs of its own (no cron tick, no
+    asset-triggered run): every run is one the test asks for.
+    """
     from dlflow_airflow.devtools.local_airflow import LocalAirflow
 
     write_dags(root / "dags")
@@ -30,8 +43,9 @@ def running_airflow(root: Path, dag_id: str, write_dags: Callable[[Path], None])
         port=free_port(),
         env={
             "DLFLOW_WORKSPACE": str(root / "workspace"),
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": str(scheduled),
         },
+        database=database,
     )
     server.start()
     try:

@@ -89,3 +89,48 @@ def trigger_from_ui(url: str, dag_id: str, profile: Path, timeout: float = 60) -
         raise
     finally:
         driver.quit()
+
+
+def read_run_report(link: str, profile: Path, timeout: float = 90) -> dict:
+    """Follow a task's "DLFlow run report" link as a user would: the run's page opens on
+    the report's tab. What the tab's iframe shows: each metric's value and text, each
+    plot's name and rendered width, the fmap's rows; screenshot on failure."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    profile.mkdir(parents=True, exist_ok=True)
+    driver = _driver(profile)
+    wait = WebDriverWait(driver, timeout)
+    try:
+        driver.get(link)
+        frame = wait.until(
+            ec.presence_of_element_located((By.XPATH, "//iframe[@title='DLFlow report']"))
+        )
+        driver.switch_to.frame(frame)
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "table.metrics")))
+        loaded = "return [...document.images].every(i => i.complete)"
+        wait.until(lambda d: d.execute_script(loaded))
+        cells = driver.find_elements(By.CSS_SELECTOR, "td[data-metric]")
+        return {
+            "url": driver.execute_script("return document.location.pathname"),
+            "metrics": {
+                td.get_attribute("data-metric"): (td.get_attribute("data-value"), td.text)
+                for td in cells
+            },
+            "plots": dict(
+                driver.execute_script(
+                    "return [...document.images].map(i => [i.alt, i.naturalWidth])"
+                )
+            ),
+            "fmap": [
+                [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+                for row in driver.find_elements(By.CSS_SELECTOR, "table.fmap tbody tr")
+            ],
+        }
+    except Exception:
+        driver.save_screenshot(str(profile.parent / "report-failure.png"))
+        (profile.parent / "report-failure.html").write_text(driver.page_source)
+        raise
+    finally:
+        driver.quit()

@@ -1,6 +1,6 @@
 """The demo DAG on a running Airflow: REST trigger, rerun, backfill, and the UI's Trigger button.
 
-A real Airflow (api-server, scheduler, dag-processor; SQLite; LocalExecutor)
+A real Airflow (api-server, scheduler, dag-processor; PostgreSQL; LocalExecutor)
 on 127.0.0.1 parses a copy of the project's ``dags/`` in which the demo
 pipeline is made smaller (fewer rows, one epoch) to keep the suite quick.
 The scheduler's own cron runs are off (``use_job_schedule``): every run here
@@ -138,7 +138,12 @@ def test_cleared_task_reruns_to_the_same_rows(airflow):
 
 
 def test_backfill_writes_one_partition_per_date(airflow):
-    backfill = airflow.create_backfill(
+    # On PostgreSQL the first request creates the backfill: no retry (SQLite's lock) hides
+    # a refusal here.
+    assert airflow.database == "postgres"
+    backfill = airflow.api(
+        "POST",
+        "/backfills",
         {
             "dag_id": DAG_ID,
             "from_date": f"{BACKFILL[0]}T00:00:00Z",
@@ -183,6 +188,61 @@ def test_ui_trigger_button_starts_a_successful_run(airflow, tmp_path):
     done = airflow.wait_for_run(DAG_ID, new[0]["dag_run_id"])
     assert done["state"] == "success", _failure_detail(airflow, done)
     _assert_complete(airflow, done["logical_date"][:10])
+
+
+def test_the_database_password_is_in_no_log(airflow):
+    password = (airflow.home / "postgres" / "password").read_text().strip()
+    logs = [p for p in (airflow.home / "logs").rglob("*") if p.is_file()]
+    assert logs
+    leaked = [str(p) for p in logs if password in p.read_text(errors="replace")]
+    assert leaked == []
+
+
+def test_the_run_report_in_the_ui(airflow, tmp_path):
+    """A task's extra link opens the report tab of its run in the UI: the metric values,
+    the rendered plots and the fmap of the finished run (the DLFlow report plugin)."""
+    import json
+    from urllib.parse import quote
+
+    from tests.e2e.browser import read_run_report
+
+    run = quote(airflow.first_run_id, safe="")
+    answer = airflow.api("GET", f"/dags/{DAG_ID}/dagRuns/{run}/taskInstances/evaluate/links")
+    link = answer["extra_links"]["DLFlow run report"]
+    assert link == f"{airflow.url}/dags/{DAG_ID}/runs/{run}/plugin/dlflow-report"
+    shown = read_run_report(link, tmp_path / "chromium-profile")
+    assert shown["url"] == f"/dlflow/dags/{DAG_ID}/runs/{run}"  # the tab's iframe
+
+    evaluated = _partition(airflow, f"evaluate/TAG={MODEL_TAG}", FIRST)
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    for name in ("auc", "pr_auc", "log_loss", "accuracy"):
+        assert shown["metrics"][name] == (repr(metrics[name]), f"{metrics[name]:.4f}"), name
+    assert shown["metrics"]["rows"] == (str(ROWS), str(ROWS))
+    assert shown["plots"].keys() == {"roc.png", "pr.png", "calibration.png"}
+    assert all(width > 0 for width in shown["plots"].values()), shown["plots"]  # rendered
+    fmap = json.loads(
+        (_partition(airflow, f"femodel/TAG={FEATURE_TAG}", FIRST) / "fmap.json").read_text()
+    )
+    features = {f["name"] for b in fmap["buckets"] for f in b["nums"] + b["ctgs"]}
+    assert {row[3] for row in shown["fmap"]} == features
+
+
+def test_the_run_report_says_why_stages_skipped(airflow):
+    """The backfill's run of today found every output complete and unchanged."""
+    import urllib.request
+    from urllib.parse import quote
+
+    (run,) = [
+        r for r in _runs(airflow) if r["run_type"] == "backfill" and r["logical_date"][:10] == FIRST
+    ]
+    page = f"{airflow.url}/dlflow/dags/{DAG_ID}/runs/{quote(run['dag_run_id'], safe='')}"
+    # This Airflow makes every user an admin: who may see a report is tests/dlflow_airflow/ui's.
+    request = urllib.request.Request(page, headers={"Authorization": f"Bearer {airflow.token()}"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        html = response.read().decode()
+    assert html.count("<span class='state state-skipped'>skipped</span>") == 6
+    assert html.count("outputs complete and inputs + spec unchanged") == 6
+    assert "MISSING" not in html
 
 
 def _runs(server) -> list[dict]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,17 +16,21 @@ from tests.conftest import DAGS_FOLDER, DEMO_PIPELINE
 pytestmark = pytest.mark.e2e
 
 DATE = "2026-01-02"
+OPENLINEAGE_EVENTS = "openlineage.jsonl"
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     home = tmp_path_factory.mktemp("demo")
     cli = Path(sys.executable).parent / "dlflow-airflow"
+    # OpenLineage's file transport: every task's events, one JSON document a line.
+    transport = {"type": "file", "log_file_path": str(home / OPENLINEAGE_EVENTS), "append": True}
     proc = subprocess.run(
         [str(cli), "demo", "--home", str(home), "--dags", str(DAGS_FOLDER), "--date", DATE],
         capture_output=True,
         text=True,
         timeout=1200,
+        env={**os.environ, "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport)},
     )
     return home, proc
 
@@ -81,3 +87,55 @@ def test_demo_predictions_cover_every_row_and_model_learns(demo_run, monkeypatch
     metrics = read_metrics(pipeline, DATE)
     assert metrics is not None, json.dumps(metrics)
     assert metrics["auc"] > 0.6
+
+
+def test_openlineage_reports_each_stages_partitions(demo_run):
+    """Each task's COMPLETE event names the partitions the stage read and wrote; each Spark
+    job was told its task's run (the parent a Spark OpenLineage listener reports)."""
+    home, proc = demo_run
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = (home / OPENLINEAGE_EVENTS).read_text().splitlines()
+    events = [json.loads(line) for line in lines if line.strip()]
+    complete = {
+        e["job"]["name"].removeprefix("dlflow_demo_ctr."): e
+        for e in events
+        if e["eventType"] == "COMPLETE" and e["job"]["name"].startswith("dlflow_demo_ctr.")
+    }
+    ws = home / "workspace"
+
+    def partition(folder: str, tag: str) -> str:
+        return str(ws / folder / f"TAG={tag}" / f"dt={DATE}")
+
+    upstream = {
+        str(ws / "upstream" / t / f"dt={DATE}") for t in ("seed", "user_profile", "user_behaviour")
+    }
+    raw, fmap = partition("raw", "demo_ctr_v1"), partition("femodel", "demo_ctr_v1")
+    encoded, model = partition("encoded", "demo_ctr_v1"), partition("model", "demo_dnn_v1")
+    expected = {
+        "demo_data": (set(), upstream),
+        "merge": (upstream, {raw}),
+        "encode": ({raw}, {encoded, partition("tfrecord", "demo_ctr_v1"), fmap}),
+        "train": ({encoded, fmap}, {model}),
+        "evaluate": ({encoded, fmap, model}, {partition("evaluate", "demo_dnn_v1")}),
+        "predict": ({encoded, fmap, model}, {partition("predict", "demo_dnn_v1")}),
+    }
+    assert set(complete) == set(expected)
+    for task, (inputs, outputs) in expected.items():
+        event = complete[task]
+        assert {d["namespace"] for d in event["inputs"] + event["outputs"]} <= {"file"}, task
+        assert {d["name"] for d in event["inputs"]} == inputs, task
+        assert {d["name"] for d in event["outputs"]} == outputs, task
+    (predicted,) = complete["predict"]["outputs"]
+    assert predicted["outputFacets"]["outputStatistics"]["rowCount"] == 20000
+
+    log = (home / "logs" / "dlflow_demo_ctr" / f"{DATE}.log").read_text()
+    parents = dict(
+        re.findall(
+            r"spark\.openlineage\.parentJobName=dlflow_demo_ctr\.(\w+) "
+            r"--conf spark\.openlineage\.parentRunId=([0-9a-f-]+)",
+            log,
+        )
+    )
+    assert parents == {
+        task: complete[task]["run"]["runId"] for task in ("demo_data", "merge", "encode", "predict")
+    }

@@ -69,3 +69,41 @@ def test_serve_prints_the_conflict_in_one_line(tmp_path: Path, capsys):
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "worker_log_server_port" in err
+
+
+def test_an_unknown_database_is_refused(tmp_path: Path):
+    with pytest.raises(LocalAirflowError, match="'mysql' is not one of sqlite, postgres"):
+        LocalAirflow(home=tmp_path, dags_folder=tmp_path, database="mysql")
+
+
+def test_postgres_needs_its_server_started_first(tmp_path: Path):
+    server = LocalAirflow(home=tmp_path, dags_folder=tmp_path, database="postgres")
+    with pytest.raises(LocalAirflowError, match="PostgreSQL server is not running"):
+        server.environ()
+    sqlite = LocalAirflow(home=tmp_path, dags_folder=tmp_path)
+    assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in sqlite.environ()  # <home>/airflow.db
+
+
+@pytest.mark.parametrize(("database", "calls"), [("sqlite", 2), ("postgres", 1)])
+def test_backfill_creation_is_retried_on_sqlite_only(
+    tmp_path: Path, monkeypatch, database: str, calls: int
+):
+    server = LocalAirflow(home=tmp_path, dags_folder=tmp_path, database=database)
+    posts = []
+
+    def api(method: str, path: str, body=None):
+        if method == "POST":
+            posts.append(body)
+            if len(posts) == 1:
+                raise LocalAirflowError("POST /backfills: HTTP 409: Database is locked.")
+            return {"id": 7}
+        return {"backfills": []}
+
+    monkeypatch.setattr(server, "api", api)
+    monkeypatch.setattr("dlflow_airflow.devtools.local_airflow.time.sleep", lambda s: None)
+    if database == "sqlite":
+        assert server.create_backfill({"dag_id": "d"}) == {"id": 7}
+    else:
+        with pytest.raises(LocalAirflowError, match="Database is locked"):
+            server.create_backfill({"dag_id": "d"})
+    assert len(posts) == calls

@@ -79,3 +79,62 @@ def test_each_stage_declares_its_outputs_as_assets():
     }
     (model,) = dag.get_task("train").outlets
     assert model.uri == "file:///tmp/dlflow-test-ws/model/TAG=m1"
+
+
+def _trainer_and_scorer(schedule: dict) -> tuple:
+    """Two pipelines in one workspace: one trains m1, the other scores on ``schedule``."""
+    trainer = base_pipeline()
+    trainer["dag_id"] = "trainer"
+    scorer = base_pipeline()
+    scorer.update(dag_id="scorer", schedule=schedule, stages={"predict": {}})
+    scorer["external"] = ["ENCODED_FEATURE", "FMAP", "TRAINED_MODEL"]
+    return tuple(
+        build_dag(Pipeline.from_data(doc, source=f"{doc['dag_id']}.yaml"))
+        for doc in (trainer, scorer)
+    )
+
+
+def test_a_pipeline_scheduled_on_assets_waits_for_the_producers_outlets():
+    from airflow.sdk import AssetAll
+    from airflow.sdk.definitions.timetables.assets import AssetTriggeredTimetable
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    trainer, scorer = _trainer_and_scorer({"assets": ["TRAINED_MODEL", "EVALUATE_RESULT"]})
+    assert isinstance(scorer.timetable, AssetTriggeredTimetable)
+    condition = scorer.timetable.asset_condition
+    assert isinstance(condition, AssetAll)
+    # The very Assets (name and URI) the trainer's tasks emit events for.
+    assert list(condition.objects) == [
+        *trainer.get_task("train").outlets,
+        *trainer.get_task("evaluate").outlets,
+    ]
+    # As the scheduler reads it back.
+    served = DagSerialization.from_dict(DagSerialization.to_dict(scorer)).timetable
+    assert type(served).__name__ == "AssetTriggeredTimetable"
+    assert [a.name for a in served.asset_condition.objects] == [
+        "dlflow.model.m1",
+        "dlflow.evaluate.m1",
+    ]
+
+
+def test_any_of_the_assets_and_a_clock_beside_them():
+    from airflow.sdk import AssetAny, AssetOrTimeSchedule, CronTriggerTimetable
+
+    schedule = {
+        "assets": ["TRAINED_MODEL", {"artifact": "PREDICT_RESULT", "tag": "other_model"}],
+        "when": "any",
+        "cron": "@daily",
+    }
+    _, scorer = _trainer_and_scorer(schedule)
+    timetable = scorer.timetable
+    assert isinstance(timetable, AssetOrTimeSchedule)
+    assert isinstance(timetable.timetable, CronTriggerTimetable)
+    assert (timetable.timetable.expression, str(timetable.timetable.timezone)) == (
+        "0 0 * * *",
+        "UTC",
+    )
+    assert isinstance(timetable.asset_condition, AssetAny)
+    assert [(a.name, a.uri) for a in timetable.asset_condition.objects] == [
+        ("dlflow.model.m1", "file:///tmp/dlflow-test-ws/model/TAG=m1"),
+        ("dlflow.predict.other_model", "file:///tmp/dlflow-test-ws/predict/TAG=other_model"),
+    ]

@@ -96,6 +96,44 @@ BAD = [
         "valid boolean",
     ),
     (lambda d: _set(d, "schedule", "every day"), "schedule", "neither a cron expression"),
+    (lambda d: _set(d, "schedule", ["TRAINED_MODEL"]), "schedule", "or a mapping with assets:"),
+    (
+        lambda d: _set(d, "schedule", {"assets": ["TRAINED_MODLE"]}),
+        "schedule.assets.0",
+        "unknown artifact 'TRAINED_MODLE'; did you mean 'TRAINED_MODEL'? artifacts: RAW_FEATURE",
+    ),
+    (
+        lambda d: _set(d, "schedule", {"assets": [{"artifact": "model"}]}),
+        "schedule.assets.0.artifact",
+        "unknown artifact 'model'; did you mean 'TRAINED_MODEL'?",
+    ),
+    (
+        lambda d: _set(d, "schedule", {"assets": [{"artifact": "FMAP", "pipeline": "x"}]}),
+        "schedule.assets.0.pipeline",
+        "unknown key 'pipeline'; allowed keys: artifact, tag",
+    ),
+    (
+        lambda d: _set(d, "schedule", {"asset": ["FMAP"]}),
+        "schedule.asset",
+        "unknown key 'asset'; allowed keys: assets, when, cron",
+    ),
+    (lambda d: _set(d, "schedule", {"assets": []}), "schedule.assets", "at least 1 item"),
+    (
+        lambda d: _set(d, "schedule", {"assets": ["FMAP"], "when": "both"}),
+        "schedule.when",
+        "'all' or 'any'",
+    ),
+    (
+        lambda d: _set(d, "schedule", {"assets": ["FMAP"], "cron": "@once"}),
+        "schedule.cron",
+        "'@once' gives no dated runs",
+    ),
+    (
+        lambda d: _set(d, "schedule", {"assets": [{"artifact": "TRAINED_MODEL", "tag": "m1"}]}),
+        "schedule.assets.0",
+        "stage 'train' of this pipeline writes TRAINED_MODEL (asset dlflow.model.m1): "
+        "each run would trigger the next",
+    ),
     (lambda d: _set(d, "start_date", "2026-13-01"), "start_date", "valid date"),
     (lambda d: _set(d, "workspace", "relative/dir"), "workspace", "absolute path or a URI"),
     (lambda d: _set(d, "default_args.retries", -1), "default_args.retries", "greater than or"),

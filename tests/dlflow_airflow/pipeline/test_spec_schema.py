@@ -94,3 +94,23 @@ def test_the_cli_prints_or_writes_it(tmp_path: Path, capsys):
     assert printed == pipeline_json_schema()
     assert main(["schema", "-o", str(tmp_path / "pipeline.schema.json")]) == 0
     assert json.loads((tmp_path / "pipeline.schema.json").read_text()) == printed
+
+
+def test_a_schedule_on_assets_and_its_mistakes(validator):
+    doc = _demo()
+    doc["schedule"] = {
+        "assets": ["TRAINED_MODEL", {"artifact": "EVALUATE_RESULT", "tag": "ctr_dnn"}],
+        "when": "any",
+        "cron": "@daily",
+    }
+    assert _errors(validator, doc) == set()
+    assert _errors(validator, {"extends": "base.yaml", "schedule": {"when": "any"}}) == set()
+    for schedule, where, says in (
+        ({"assets": ["TRAINED_MODL"]}, "schedule/assets/0", "is not one of ['RAW_FEATURE'"),
+        ({"assets": [{"artifact": "FMAP", "tagg": 1}]}, "schedule/assets/0", "'tagg' was unexp"),
+        ({"assets": ["FMAP"], "when": "both"}, "schedule/when", "is not one of ['all', 'any']"),
+        (["TRAINED_MODEL"], "schedule", "is not of type 'string', 'null'"),
+    ):
+        doc["schedule"] = schedule
+        found = _errors(validator, doc)
+        assert found and all(path == where and says in msg for path, msg in found), found
