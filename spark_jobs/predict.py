@@ -593,25 +593,35 @@ def predict(spark: SparkSession, job: JobConfig, paths: PredictIO) -> dict[str, 
     encoded = spark.read.parquet(paths.encoded)
     task = model_task(job, paths.model)
     inputs, predictions = check_model_fits(fmap, encoded, paths, list(options.pass_through), task)
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(options.batch_size))
-    # Rows in and rows out counted as the partition is written: one Spark job, no count
-    # before it and no read back after it.
-    read, written = Observation("encoded"), Observation("scored")
-    scored = score_frame(encoded, fmap, paths.model, inputs, predictions, options, read)
-    with Staging() as staging:
-        folder = staging.folder(paths.output)
-        scored.observe(written, F.count(F.lit(1)).alias("rows")).write.parquet(folder)
-        expected, rows = read.get["rows"], written.get["rows"]
-        if expected == 0 and not options.allow_empty:
-            raise PredictError(
-                f"the encoded partition {paths.encoded} has no rows; nothing to predict. "
-                "Set the predict option allow_empty: true to commit an empty prediction instead"
-            )
-        if rows != expected:
-            raise PredictError(
-                f"predict wrote {rows} rows for {expected} encoded rows; nothing committed"
-            )
-        staging.commit()
+    # Set for this job and put back after it: in connect mode the session is shared with
+    # the pipeline's other Spark tasks.
+    batch_conf = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    previous = spark.conf.get(batch_conf, None)
+    spark.conf.set(batch_conf, str(options.batch_size))
+    try:
+        # Rows in and rows out counted as the partition is written: one Spark job, no count
+        # before it and no read back after it.
+        read, written = Observation("encoded"), Observation("scored")
+        scored = score_frame(encoded, fmap, paths.model, inputs, predictions, options, read)
+        with Staging() as staging:
+            folder = staging.folder(paths.output)
+            scored.observe(written, F.count(F.lit(1)).alias("rows")).write.parquet(folder)
+            expected, rows = read.get["rows"], written.get["rows"]
+            if expected == 0 and not options.allow_empty:
+                raise PredictError(
+                    f"the encoded partition {paths.encoded} has no rows; nothing to predict. "
+                    "Set the predict option allow_empty: true to commit an empty prediction instead"
+                )
+            if rows != expected:
+                raise PredictError(
+                    f"predict wrote {rows} rows for {expected} encoded rows; nothing committed"
+                )
+            staging.commit()
+    finally:
+        if previous is None:
+            spark.conf.unset(batch_conf)
+        else:
+            spark.conf.set(batch_conf, previous)
     log.info("scored %d rows with %s into %s", rows, paths.model, paths.output)
     return {"rows": rows, "output": paths.output, "model": paths.model, "columns": scored.columns}
 

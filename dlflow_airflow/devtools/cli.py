@@ -220,8 +220,10 @@ def _serve(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     finally:
-        server.stop()
-        stack.close()
+        try:
+            server.stop()
+        finally:  # the Connect server runs in a session of its own: nothing else stops it
+            stack.close()
     return 0
 
 

@@ -7,7 +7,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param
+from airflow.sdk import (
+    DAG,
+    AssetOrTimeSchedule,
+    CronDataIntervalTimetable,
+    CronTriggerTimetable,
+    Param,
+)
 
 from dlflow_airflow.contract.artifacts import stage_roles
 from dlflow_airflow.operators.bookkeeping import bind_stage
@@ -78,9 +84,18 @@ def dag_schedule(spec: PipelineSpec) -> Any:
     )
     if schedule.cron is None:
         return assets
-    # What Airflow 3 makes of a plain cron schedule: a run at each tick, dated by it.
-    clock = CronTriggerTimetable(schedule.cron, timezone="UTC")
-    return AssetOrTimeSchedule(timetable=clock, assets=assets)
+    return AssetOrTimeSchedule(timetable=cron_timetable(schedule.cron), assets=assets)
+
+
+def cron_timetable(cron: str) -> Any:
+    """The timetable Airflow makes of a plain cron ``schedule``, so the clock of an asset
+    schedule dates its runs as the same cron alone would: by the tick, or by the interval
+    start with ``[scheduler] create_cron_data_intervals``."""
+    from airflow.sdk.configuration import conf
+
+    if conf.getboolean("scheduler", "create_cron_data_intervals"):
+        return CronDataIntervalTimetable(cron, timezone="UTC")
+    return CronTriggerTimetable(cron, timezone="UTC")
 
 
 def approval_task(pipeline: Pipeline, name: str) -> Any:

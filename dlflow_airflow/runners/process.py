@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -125,13 +126,18 @@ class LocalProcess:
     def kill(self) -> None:
         with self._lock:
             processes = list(self._processes)
-        if self._on_stop is not None and any(p.poll() is None for p in processes):
+        running = [p for p in processes if p.poll() is None]
+        # SIGTERM first: Airflow SIGKILLs the task a few seconds after on_kill, so the jobs
+        # hear it before on_stop (which may take longer) runs beside their own shutdown.
+        for process in running:
+            _signal(process, signal.SIGTERM)
+        if self._on_stop is not None and running:
             try:
                 self._on_stop()
             except Exception:  # stopping the processes matters more
                 logging.getLogger(__name__).warning("on_stop failed", exc_info=True)
-        for process in processes:
-            _stop(process)
+        for process in running:
+            _reap(process)
 
 
 def _pump(
@@ -153,16 +159,18 @@ def _pump(
     process.wait()
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is not None:
-        return
+def _signal(process: subprocess.Popen[str], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
+
+
+def _reap(process: subprocess.Popen[str]) -> None:
+    """Wait a grace period for a process sent SIGTERM, then SIGKILL it (a second SIGTERM
+    could cut short the shutdown its first one started)."""
     try:
-        os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=_KILL_GRACE_SECONDS)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        _signal(process, signal.SIGKILL)
 
 
 def tf_configs(workers: int) -> list[str]:

@@ -20,7 +20,6 @@ Imported by the api-server only (on the first request, see :mod:`.plugin`).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -33,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dlflow_airflow.contract import storage
+from dlflow_airflow.contract.run_date import RunDateError, TriggeringEvent, run_date
 from dlflow_airflow.operators.run_report import STAGE_RECORD_KEY, StageRecord
 from dlflow_airflow.ui.page import render_page
 from dlflow_airflow.ui.run_report import RunTasks, TaskRun, build_report, plot_uri
@@ -120,14 +120,26 @@ def load_run(session: Session, dag_id: str, run_id: str) -> RunTasks | None:
             tasks.append(TaskRun(task_id, state, earlier, borrowed=earlier is not None))
         else:  # not a stage task, or a run from before the records
             tasks.append(TaskRun(task_id, state))
-    day = dag_run.logical_date or dag_run.run_after
     return RunTasks(
         dag_id=dag_id,
         run_id=run_id,
         state=_text(dag_run.state),
         tasks=tuple(tasks),
-        logical_date=_utc_day(day) if day is not None else None,
+        logical_date=_partition_date(dag_run),
     )
+
+
+def _partition_date(dag_run: Any) -> str | None:
+    """The run's partition date by the one rule (:mod:`dlflow_airflow.contract.run_date`):
+    an asset-triggered run's is the newest date among the events it consumed."""
+    events = [
+        TriggeringEvent(getattr(event.asset, "name", "?"), event.extra or {})
+        for event in getattr(dag_run, "consumed_asset_events", None) or ()
+    ]
+    try:
+        return run_date(dag_run.logical_date, events, dag_run.run_after)
+    except RunDateError:
+        return None
 
 
 def _records(session: Session, dag_id: str, run_id: str) -> dict[str, StageRecord]:
@@ -165,9 +177,3 @@ def _latest_record(session: Session, dag_id: str, task_id: str) -> StageRecord |
 def _text(state: Any) -> str | None:
     """A state enum's value (``success``), as the UI shows it."""
     return None if state is None else str(getattr(state, "value", state))
-
-
-def _utc_day(moment: datetime) -> str:
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return moment.date().isoformat()

@@ -1,9 +1,9 @@
 """The Airflow plugin of the run report: its app in the api-server and a tab on each DAG run.
 
-Registered twice, the way Airflow's own providers register theirs, so it
-loads wherever the package is installed: the provider's ``plugins`` entry
-(:func:`dlflow_airflow.provider.get_provider_info`) and the
-``airflow.plugins`` entry point (Airflow keeps one copy of a plugin name).
+Registered by the package's ``airflow.plugins`` entry point, which every Airflow
+component loads wherever the package is installed (only there: listed in the
+provider info too, Airflow would load it twice with lazy provider discovery off
+and report the second copy as an import error).
 
 - ``fastapi_apps``: :mod:`.app` under :data:`URL_PREFIX` (``/dlflow``).
 - ``external_views``: the "DLFlow report" tab on every DAG run's page

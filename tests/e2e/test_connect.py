@@ -137,8 +137,14 @@ def test_killed_task_interrupts_spark_and_leaves_no_half_partition(connect_runs)
     log = _log(home, KILL_DAG, KILL_DATE)
     assert killed.returncode != 0, killed.stdout + log[-4000:]
     assert "AirflowTaskTimeout" in log or "Timeout" in log, log[-4000:]
-    # The operator interrupted the task's operations on the server by its tag.
-    assert "interrupted 1 Spark operation(s) tagged dlflow-dlflow_connect_kill-demo_data-" in log
+    # The task's operations on the server were interrupted by their tag: by the job, on the
+    # SIGTERM the operator sends first, or by the operator's own interrupt after it.
+    said = [line for line in log.splitlines() if "interrupt" in line]
+    assert any(
+        "interrupted 1 Spark operation(s) of this task" in line
+        or "interrupted 1 Spark operation(s) tagged dlflow-dlflow_connect_kill-demo_data-" in line
+        for line in said
+    ), said
     assert "SPARK_JOB_CANCELLED" in server_log or "OPERATION_CANCELED" in log
     upstream = home / "workspace" / "upstream"
     dated = list(upstream.rglob(f"dt={KILL_DATE}")) if upstream.exists() else []

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import random
+from datetime import datetime
+
+import pytest
 
 from dlflow_airflow.operators.spark import DlflowSparkSubmitOperator
 from dlflow_airflow.pipeline.build import Pipeline
@@ -138,3 +141,14 @@ def test_any_of_the_assets_and_a_clock_beside_them():
         ("dlflow.model.m1", "file:///tmp/dlflow-test-ws/model/TAG=m1"),
         ("dlflow.predict.other_model", "file:///tmp/dlflow-test-ws/predict/TAG=other_model"),
     ]
+
+
+@pytest.mark.parametrize("intervals", ["False", "True"])
+def test_the_clock_beside_assets_dates_runs_as_the_cron_alone_would(monkeypatch, intervals):
+    from airflow.sdk import DAG
+
+    from dlflow_airflow.pipeline.factory import cron_timetable
+
+    monkeypatch.setenv("AIRFLOW__SCHEDULER__CREATE_CRON_DATA_INTERVALS", intervals)
+    alone = DAG(dag_id="cron_alone", schedule="@daily", start_date=datetime(2026, 1, 1)).timetable
+    assert type(cron_timetable("@daily")) is type(alone)

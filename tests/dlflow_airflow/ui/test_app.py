@@ -225,3 +225,25 @@ def test_a_task_that_ran_without_a_record_borrows_none(airflow_app):
     assert "raw/TAG=f1" not in page
     # Its predict did leave a record: no model was judged for that date.
     assert "blocked by gate" in page and "model/TAG=m1/dt=2026-01-01 is not blessed" in page
+
+
+def test_an_asset_triggered_run_shows_the_date_of_its_events():
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from dlflow_airflow.ui.app import _partition_date
+
+    event = SimpleNamespace(
+        asset=SimpleNamespace(name="dlflow.model.m"), extra={"date": "2026-02-01"}
+    )
+    later = datetime(2026, 3, 5, 1, tzinfo=UTC)
+    triggered = SimpleNamespace(logical_date=None, run_after=later, consumed_asset_events=[event])
+    assert _partition_date(triggered) == "2026-02-01"
+    manual = SimpleNamespace(logical_date=None, run_after=later, consumed_asset_events=[])
+    assert _partition_date(manual) == "2026-03-05"
+    undated = SimpleNamespace(
+        logical_date=None,
+        run_after=later,
+        consumed_asset_events=[SimpleNamespace(asset=None, extra={})],
+    )
+    assert _partition_date(undated) is None
