@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 from dlflow_airflow.contract.run_date import RunDateError
 from dlflow_airflow.pipeline.build import Pipeline
 from dlflow_airflow.pipeline.factory import build_dag
+from tests.dlflow_airflow.operators.runtime import runtime_context
 from tests.dlflow_airflow.pipelines import base_pipeline
 
 NOW = datetime(2026, 1, 20, 8, 0, tzinfo=UTC)
@@ -50,9 +50,7 @@ def asset_triggered_context(task: Any, events: list[Any]) -> dict[str, Any]:
         DagRun,
         DagRunState,
         DagRunType,
-        TIRunContext,
     )
-    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
     run = DagRun(
         dag_id=task.dag_id,
@@ -68,20 +66,7 @@ def asset_triggered_context(task: Any, events: list[Any]) -> dict[str, Any]:
         consumed_asset_events=events,
         partition_key=None,
     )
-    ti = RuntimeTaskInstance.model_construct(
-        id=uuid.uuid4(),
-        task_id=task.task_id,
-        dag_id=task.dag_id,
-        run_id=run.run_id,
-        try_number=1,
-        map_index=-1,
-        dag_version_id=uuid.uuid4(),
-        task=task,
-        start_date=NOW,
-        max_tries=0,
-    )
-    ti._ti_context_from_server = TIRunContext(dag_run=run, max_tries=0)
-    return ti.get_template_context()
+    return runtime_context(task, run)
 
 
 def test_a_stage_of_an_asset_triggered_run_renders_the_newest_event_date():

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ import pytest
 from dlflow_airflow.contract.models import ModelSpec
 from dlflow_airflow.pipeline.build import Pipeline
 from dlflow_airflow.pipeline.factory import build_dag
+from tests.dlflow_airflow.operators.runtime import runtime_context
 from tests.dlflow_airflow.pipelines import base_pipeline
 
 PASSWORD = "Pw-7c1e-secret"
@@ -97,9 +97,7 @@ def template_context(task: Any) -> dict[str, Any]:
         DagRun,
         DagRunState,
         DagRunType,
-        TIRunContext,
     )
-    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
 
     logical = datetime.fromisoformat(DATE).replace(tzinfo=UTC)
     run = DagRun(
@@ -116,20 +114,7 @@ def template_context(task: Any) -> dict[str, Any]:
         consumed_asset_events=[],
         partition_key=None,
     )
-    ti = RuntimeTaskInstance.model_construct(
-        id=uuid.uuid4(),
-        task_id=task.task_id,
-        dag_id=task.dag_id,
-        run_id=run.run_id,
-        try_number=1,
-        map_index=-1,
-        dag_version_id=uuid.uuid4(),
-        task=task,
-        start_date=logical,
-        max_tries=0,
-    )
-    ti._ti_context_from_server = TIRunContext(dag_run=run, max_tries=0)
-    return ti.get_template_context()
+    return runtime_context(task, run)
 
 
 def strings(value: Any, seen: set[int] | None = None, depth: int = 0) -> Iterator[str]:
