@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections import Counter
@@ -51,8 +52,6 @@ IGNORED_PREFIXES = ["_", "."]
 # Rows per Arrow batch read from Parquet: large enough to amortise per-batch
 # overhead, small enough to keep memory flat on wide tables.
 READ_BATCH_ROWS = 65_536
-# Training batches handed from Python to tf.data per generator call.
-GROUP_BATCHES = 16
 # What pyarrow raises for a file it cannot read (bad magic bytes, corrupt pages...).
 READ_ERRORS: tuple[type[BaseException], ...] = (pa.ArrowException, OSError)
 
@@ -96,12 +95,16 @@ class InputOptions:
     :param shuffle: shuffle part files and rows (training); False keeps the file order.
     :param shuffle_buffer: rows permuted together; bigger mixes better, costs memory.
     :param seed: makes the shuffle order reproducible (it still changes every epoch).
+    :param memory_bytes: :func:`make_dataset` reads a partition whose decoded rows take
+        at most this many bytes once and serves every epoch from memory, shuffling all
+        rows at once; a larger one (and any with 0) is read again each epoch.
     """
 
     batch_size: int = 512
     shuffle: bool = False
     shuffle_buffer: int = 65_536
     seed: int = 0
+    memory_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -397,6 +400,25 @@ def iter_arrays(
 
     :raises CorruptFileError: a part file cannot be read.
     """
+    for chunk in iter_chunks(source, fmap, heads, options, epoch, task=task):
+        yield from _split(chunk, 0, _rows(chunk), options.batch_size)
+
+
+def iter_chunks(
+    source: EncodedSource,
+    fmap: FeatureMap,
+    heads: Sequence[Head],
+    options: InputOptions,
+    epoch: int = 0,
+    *,
+    task: str,
+) -> Iterator[Batch]:
+    """The rows of :func:`iter_arrays`, in the same order, as chunks of whole batches:
+    every chunk but the last holds a multiple of ``batch_size`` rows, so cutting each
+    chunk into batches gives exactly :func:`iter_arrays`' batches.
+
+    :raises CorruptFileError: a part file cannot be read.
+    """
     columns = [*input_specs(fmap), *head_labels.label_columns(heads)]
     by_head = head_labels.by_head(task)
     rng = np.random.default_rng([options.seed, epoch])
@@ -421,14 +443,14 @@ def iter_arrays(
                     chunk = _take(chunk, rng.permutation(rows))
                 # Emit whole batches; the tail waits for the next Arrow batch.
                 full = rows - rows % options.batch_size
-                yield from _split(chunk, 0, full, options.batch_size)
+                yield _take(chunk, slice(0, full)) if full < rows else chunk
                 pending = [_take(chunk, slice(full, None))] if full < rows else []
                 pending_rows = rows - full
     if pending_rows:
         chunk = _concat(pending)
         if options.shuffle:
             chunk = _take(chunk, rng.permutation(_rows(chunk)))
-        yield from _split(chunk, 0, _rows(chunk), options.batch_size)
+        yield chunk
 
 
 def make_dataset(
@@ -442,79 +464,139 @@ def make_dataset(
 ) -> tf.data.Dataset:
     """A ``tf.data.Dataset`` of ``(inputs dict, labels)`` batches for a ``task`` model, prefetched.
 
-    Each iteration (each Keras epoch) re-reads the partition with a new
-    shuffle order. Pass ``rows`` (from :func:`scan_labels`) so Keras knows the
-    number of steps per epoch.
+    Pass ``rows`` (from :func:`scan_labels`) so Keras knows the number of steps per
+    epoch. A partition that fits ``options.memory_bytes`` (see :func:`decoded_bytes`)
+    is read once, by the first epoch, and later epochs are served from memory;
+    otherwise each iteration (each Keras epoch) reads the files again, with a new
+    shuffle order.
     """
+    import tensorflow as tf
+
+    if rows is not None and 0 < decoded_bytes(fmap, heads, rows) <= options.memory_bytes:
+        dataset = _memory_dataset(source, fmap, heads, options, rows, task=task)
+    else:
+        dataset = _streamed_dataset(source, fmap, heads, options, task=task)
+    if rows is not None:
+        # Exact by construction: rows rows cut into batch_size batches, the last short.
+        steps = math.ceil(rows / options.batch_size)
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def decoded_bytes(fmap: FeatureMap, heads: Sequence[Head], rows: int) -> int:
+    """The memory ``rows`` rows of model inputs and labels take once decoded."""
+    row = sum(dtype.itemsize * width for dtype, width in input_specs(fmap).values())
+    row += sum(head_labels.label_dtype(head).itemsize for head in heads)
+    return row * rows
+
+
+def _streamed_dataset(
+    source: EncodedSource,
+    fmap: FeatureMap,
+    heads: Sequence[Head],
+    options: InputOptions,
+    *,
+    task: str,
+) -> tf.data.Dataset:
+    """The batches of :func:`iter_arrays`, the files read again on each iteration."""
+    return _chunks(source, fmap, heads, options, task=task).rebatch(options.batch_size)
+
+
+def _chunks(
+    source: EncodedSource,
+    fmap: FeatureMap,
+    heads: Sequence[Head],
+    options: InputOptions,
+    *,
+    task: str,
+) -> tf.data.Dataset:
+    """:func:`iter_chunks` as a dataset; each iteration reads the files (epoch by epoch)."""
     import tensorflow as tf
 
     epochs = itertools.count()
 
     def generate() -> Iterator[Batch]:
         # from_generator calls this once per pass over the data, i.e. once per epoch.
-        # Each yield carries a stack of up to GROUP_BATCHES batches: the
-        # generator's per-element cost (a Python call under the GIL) is then
-        # paid once per group, and unbatch() splits the stack in C++.
-        batches = iter_arrays(source, fmap, heads, options, epoch=next(epochs), task=task)
-        group: list[Batch] = []
-        for batch in batches:
-            if group and _rows(batch) != _rows(group[0]):
-                yield _stack(group)
-                group = []
-            group.append(batch)
-            if len(group) == GROUP_BATCHES:
-                yield _stack(group)
-                group = []
-        if group:
-            yield _stack(group)
+        # It yields whole chunks (tens of thousands of rows): the generator's
+        # per-element cost (a Python call under the GIL, a copy into a tensor) is paid
+        # once per chunk, and rebatch() cuts the chunks into batches in C++ with one
+        # copy. The batches are iter_arrays' (rebatch is unbatch + batch).
+        yield from iter_chunks(source, fmap, heads, options, epoch=next(epochs), task=task)
 
     signature = (
         {
-            name: tf.TensorSpec(shape=(None, None, width), dtype=tf.as_dtype(dtype), name=name)
+            name: tf.TensorSpec(shape=(None, width), dtype=tf.as_dtype(dtype), name=name)
             for name, (dtype, width) in input_specs(fmap).items()
         },
-        label_signature(heads, task, stacked=True),
+        label_signature(heads, task),
     )
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=signature).unbatch()
-    if rows is not None:
-        # Exact by construction: iter_arrays emits ceil(rows / batch_size) batches.
-        steps = math.ceil(rows / options.batch_size)
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(steps))
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return tf.data.Dataset.from_generator(generate, output_signature=signature)
 
 
-def label_signature(heads: Sequence[Head], task: str, *, stacked: bool = False) -> Any:
-    """The ``tf.TensorSpec`` (a dict of them for multitask) of a batch's labels.
+def _memory_dataset(
+    source: EncodedSource,
+    fmap: FeatureMap,
+    heads: Sequence[Head],
+    options: InputOptions,
+    rows: int,
+    *,
+    task: str,
+) -> tf.data.Dataset:
+    """The partition read once, by the first epoch, and kept in memory as tensors.
 
-    :param stacked: with a leading axis of batches (what the generator yields).
+    Unshuffled: the batches of :func:`iter_arrays`; the first epoch trains while the
+    files are read. Shuffled: each epoch a permutation of all rows (drawn from ``seed``
+    and the epoch), gathered in TensorFlow; the first epoch starts once all is read.
+    No Python runs per batch after the first epoch.
     """
     import tensorflow as tf
 
-    lead = (None, None) if stacked else (None,)
+    in_order = dataclasses.replace(options, shuffle=False)
+    held = _chunks(source, fmap, heads, in_order, task=task).cache()
+    if not options.shuffle:
+        return held.rebatch(options.batch_size)
+
+    epochs = itertools.count()
+
+    def permutation() -> Iterator[np.ndarray]:
+        # Called once per iteration of the dataset, i.e. once per epoch.
+        yield np.random.default_rng([options.seed, next(epochs)]).permutation(rows)
+
+    def shuffled(order: tf.Tensor) -> tf.data.Dataset:
+        # All rows as one element (the cache is shared by every epoch), gathered in
+        # the epoch's order, then cut into batches.
+        whole = held.rebatch(rows)
+        return whole.map(
+            lambda *data: tf.nest.map_structure(lambda tensor: tf.gather(tensor, order), data)
+        ).rebatch(options.batch_size)
+
+    orders = tf.data.Dataset.from_generator(
+        permutation, output_signature=tf.TensorSpec(shape=(rows,), dtype=tf.int64)
+    )
+    return orders.flat_map(shuffled)
+
+
+def label_signature(heads: Sequence[Head], task: str) -> Any:
+    """The ``tf.TensorSpec`` (a dict of them for multitask) of a batch's labels."""
+    import tensorflow as tf
 
     def spec(head: Head, width: int = 1) -> Any:
-        return tf.TensorSpec(shape=(*lead, width), dtype=tf.as_dtype(head_labels.label_dtype(head)))
+        return tf.TensorSpec(shape=(None, width), dtype=tf.as_dtype(head_labels.label_dtype(head)))
 
     if head_labels.by_head(task):
         return {head.name: spec(head) for head in heads}
     return spec(heads[0], 1 if len(heads) == 1 else len(heads))
 
 
-def _stack(group: list[Batch]) -> Batch:
-    """Batches of one size as arrays of shape (batches, rows, width)."""
-    return (
-        {name: np.stack([b[0][name] for b in group]) for name in group[0][0]},
-        _join([b[1] for b in group], np.stack),
-    )
-
-
-def input_options(options: TfJobOptions, batch_size: int) -> InputOptions:
-    """How a train or evaluate stage feeds its input (``shuffle``, ``shuffle_buffer``, ``seed``)."""
+def input_options(options: TfJobOptions, batch_size: int, memory_mb: int = 0) -> InputOptions:
+    """How a train or evaluate stage feeds its input (``shuffle``, ``shuffle_buffer``,
+    ``seed``); ``memory_mb``: the largest partition held in memory (train's ``in_memory_mb``)."""
     return InputOptions(
         batch_size=batch_size,
         shuffle=options.shuffle,
         shuffle_buffer=options.shuffle_buffer,
         seed=options.seed,
+        memory_bytes=memory_mb * 2**20,
     )
 
 

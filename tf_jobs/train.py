@@ -160,7 +160,9 @@ def fit(
 ) -> dict[str, list[float]]:
     """Fit ``model`` on this worker's batches, resuming from a checkpoint; returns the history."""
     job, options = plan.job, plan.job.options
-    batches = inputs.input_options(options, plan.params["batch_size"])
+    # Several workers each read their share of batches from the files.
+    memory_mb = options.in_memory_mb if cluster.workers == 1 else 0
+    batches = inputs.input_options(options, plan.params["batch_size"], memory_mb)
     dataset = distribution.shard(
         plan.data.dataset(batches), cluster, plan.data.rows, batches.batch_size
     )

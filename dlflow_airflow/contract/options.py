@@ -392,9 +392,13 @@ class TrainOptions(TfJobOptions):
     :param warm_start: ``none``, ``latest`` (the newest earlier model of the
         same tag) or a model date to start from.
     :param checkpoint_every_steps: steps between checkpoints; a retried task resumes.
+    :param in_memory_mb: a Parquet input whose decoded rows take at most this many MiB
+        is read once and every epoch is served from memory, all rows shuffled together
+        (one worker; 0: read the files every epoch, shuffling within ``shuffle_buffer``).
     """
 
     workers: int = Field(default=1, ge=1, le=32)
+    in_memory_mb: int = Field(default=1024, ge=0)
     warm_start: str = "none"
     checkpoint_every_steps: int = Field(default=500, ge=1)
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,75 @@ def test_make_dataset_signature_and_steps(workspace: Workspace) -> None:
     assert features["user_ctgs"].dtype == tf.int32
     assert tuple(labels.shape) == (1000, 1)
     assert sum(int(y.shape[0]) for _, y in dataset) == EVAL_ROWS
+
+
+def _epochs(dataset, epochs: int) -> list[list]:
+    """``epochs`` passes over ``dataset`` as numpy batches, as Keras makes them."""
+    return [[(_numpy(x), y.numpy()) for x, y in dataset] for _ in range(epochs)]
+
+
+def _numpy(features) -> dict[str, np.ndarray]:
+    return {name: tensor.numpy() for name, tensor in features.items()}
+
+
+def _dataset(ws: Workspace, options: InputOptions):
+    return inputs.make_dataset(_open(ws), ws.fmap, HEADS, options, rows=EVAL_ROWS, task="binary")
+
+
+def _sorted(rows: np.ndarray) -> np.ndarray:
+    return rows[np.lexsort(rows.T[::-1])]
+
+
+def test_an_unshuffled_partition_in_memory_gives_the_streamed_batches(
+    workspace: Workspace,
+) -> None:
+    size = inputs.decoded_bytes(workspace.fmap, HEADS, EVAL_ROWS)
+    streamed = _collect(workspace, InputOptions(batch_size=128))
+    held = _dataset(workspace, InputOptions(batch_size=128, memory_bytes=size))
+    assert held.cardinality().numpy() == len(streamed)
+    for epoch in _epochs(held, 2):
+        assert len(epoch) == len(streamed)
+        for (x, y), (want_x, want_y) in zip(epoch, streamed, strict=True):
+            np.testing.assert_array_equal(y, want_y)
+            for name, values in want_x.items():
+                assert x[name].dtype == values.dtype
+                np.testing.assert_array_equal(x[name], values)
+
+
+def test_in_memory_every_epoch_shuffles_all_rows_anew_and_reproducibly(
+    workspace: Workspace,
+) -> None:
+    plain = _rows(_collect(workspace, InputOptions(batch_size=100)))
+    options = InputOptions(
+        batch_size=100, shuffle=True, shuffle_buffer=500, seed=7, memory_bytes=2**30
+    )
+    first, second = (_rows(epoch) for epoch in _epochs(_dataset(workspace, options), 2))
+    again = _rows(_epochs(_dataset(workspace, options), 1)[0])
+    np.testing.assert_array_equal(_sorted(first), _sorted(plain))
+    np.testing.assert_array_equal(_sorted(second), _sorted(plain))
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, second)
+    # One permutation of all rows, not windows of shuffle_buffer rows (those would
+    # keep the first batch inside one part file): the first batch draws from all three.
+    files = np.searchsorted(np.cumsum([1000, 1000]), np.arange(EVAL_ROWS), side="right")
+    position = {tuple(row): i for i, row in enumerate(plain)}
+    assert len({files[position[tuple(row)]] for row in first[:100]}) == 3
+
+
+def test_a_partition_over_the_memory_limit_is_streamed(workspace: Workspace) -> None:
+    size = inputs.decoded_bytes(workspace.fmap, HEADS, EVAL_ROWS)
+    options = InputOptions(batch_size=100, shuffle=True, shuffle_buffer=500, seed=7)
+    windowed = _rows(_collect(workspace, options))
+    below = _rows(_epochs(_dataset(workspace, replace(options, memory_bytes=size - 1)), 1)[0])
+    at = _rows(_epochs(_dataset(workspace, replace(options, memory_bytes=size)), 1)[0])
+    np.testing.assert_array_equal(below, windowed)
+    assert not np.array_equal(at, windowed)
+    np.testing.assert_array_equal(_sorted(at), _sorted(windowed))
+
+
+def test_decoded_bytes_count_inputs_and_labels(workspace: Workspace) -> None:
+    # user_nums 2 float32, user_ctgs 2 int32, item_ctgs 1 int32, one float32 label.
+    assert inputs.decoded_bytes(workspace.fmap, HEADS, 10) == 10 * (2 * 4 + 2 * 4 + 4 + 4)
 
 
 def test_missing_partition_names_the_path(fresh_workspace: Workspace) -> None:
@@ -203,13 +273,20 @@ def test_a_corrupt_column_is_named_while_reading_batches(fresh_workspace: Worksp
         list(inputs.iter_arrays(source, fresh_workspace.fmap, HEADS, InputOptions(), task="binary"))
 
 
-def test_training_on_a_corrupt_file_fails_naming_it(fresh_workspace: Workspace) -> None:
-    """The file is met inside tf.data (Keras fit): the job still reports it by name."""
+@pytest.mark.parametrize("in_memory_mb", [0, 1024], ids=["streamed", "in-memory"])
+def test_training_on_a_corrupt_file_fails_naming_it(
+    fresh_workspace: Workspace, in_memory_mb: int
+) -> None:
+    """Streamed, the file is met inside tf.data (Keras fit); in memory, while loading:
+    either way the job reports it by name."""
     from tf_jobs import train
 
     uri, parts = _corrupt_partition(fresh_workspace)
     _corrupt_column(parts[1], "user_nums")
-    job = fresh_workspace.job(params={"epochs": 1, "batch_size": 256, "hidden_units": [4]})
+    job = fresh_workspace.job(
+        params={"epochs": 1, "batch_size": 256, "hidden_units": [4]},
+        options={"in_memory_mb": in_memory_mb},
+    )
     with pytest.raises(EncodedDataError) as info:
         train.run(job)
     message = str(info.value)
