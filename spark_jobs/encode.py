@@ -50,7 +50,13 @@ from dlflow_airflow.contract.options import EncodeOptions
 from spark_jobs import drift
 from spark_jobs.encode_apply import check_fmap, encode_frame
 from spark_jobs.encode_champion import encode_champion
-from spark_jobs.encode_labels import check_label_encodings, check_labels, unseen_labels
+from spark_jobs.encode_labels import (
+    bad_binary_labels,
+    check_label_encodings,
+    check_labels,
+    raise_bad_binary_labels,
+    unseen_labels,
+)
 from spark_jobs.feature_types import EncodeError
 from spark_jobs.fit_profile import fit_profiled
 from spark_jobs.paths import Staging, require_complete
@@ -104,14 +110,16 @@ def load_or_fit(
 ) -> tuple[FeatureMap, Normalizers, Profile | None]:
     """The fmap, normaliser statistics and profile to apply: loaded (and checked) or
     fitted (the profile is None for an fmap fitted before profiles existed); the
-    labels checked against the model's task either way, before any other Spark work."""
+    labels checked against the model's task, before any other Spark work (with a
+    reused fmap, the binary labels' values are checked as :func:`encode` writes)."""
     if not reuse:
         check_labels(raw, job, raw_uri)
         return fit_profiled(raw, job, femodel.date)
     fmap = FeatureMap.load(femodel.uri)
     check_fmap(fmap, raw, job.feature, f"{femodel.uri}/{FMAP_FILE}")
     check_label_encodings(fmap, job, f"{femodel.uri}/{FMAP_FILE}")
-    check_labels(raw, job, raw_uri)
+    # The label types here; the binary labels' values as the table is written.
+    bad_binary_labels(raw, job, raw_uri)
     return fmap, Normalizers.load(femodel.uri, fmap), Profile.load(femodel.uri)
 
 
@@ -161,11 +169,16 @@ def encode(
             if profile is not None:
                 profile.save(folder)
         folder = staging.folder(output)
-        # Counted as it is written (no second read of the table).
-        written = Observation("encoded")
-        encoded = encode_frame(spark, raw, fmap, normalizers)
+        # Counted as it is written (no second read of the table); with a reused fmap
+        # the binary labels are checked in the same pass (a fit checked them first).
+        written, labels = Observation("encoded"), Observation("labels")
+        bad = bad_binary_labels(raw, job, raw_uri) if reuse else None
+        source = raw if bad is None else raw.observe(labels, F.count_if(bad).alias("bad"))
+        encoded = encode_frame(spark, source, fmap, normalizers)
         encoded.observe(written, F.count(F.lit(1)).alias("rows")).write.parquet(folder)
         rows = written.get["rows"]
+        if bad is not None and labels.get["bad"]:
+            raise_bad_binary_labels(raw, job, raw_uri, bad)  # nothing is committed
         # Which fmap encoded it: the readers of this partition use that model (one per run).
         unseen = unseen_labels(raw, fmap) if reuse else {}  # a fit knows all its labels
         record = encoding_record(femodel, fmap.checksum, unseen)

@@ -65,18 +65,38 @@ def job_label_kinds(job: JobConfig) -> dict[str, str]:
 def check_labels(frame: DataFrame, job: JobConfig, source: str) -> None:
     """Every label's type suits its kind; binary labels are 0 or 1 in every row (one
     Spark action, only when the model has binary labels)."""
+    bad = bad_binary_labels(frame, job, source)
+    if bad is not None:
+        raise_bad_binary_labels(frame, job, source, bad)
+
+
+def bad_binary_labels(frame: DataFrame, job: JobConfig, source: str) -> Column | None:
+    """Every label's type checked against its kind (no Spark job); the condition true
+    for a row whose binary label is not 0 or 1 (None: the model has no binary label).
+
+    :raises EncodeError: a label whose type does not suit its kind.
+    """
     kinds = job_label_kinds(job)
     types = {f.name: f.dataType for f in frame.schema.fields}
     for label, kind in kinds.items():
         _check_type(label, kind, types[label], source, job.model.name)
     binary = [label for label, kind in kinds.items() if kind == BINARY]
     if not binary:
-        return
+        return None
     bad = [~col(c).cast("double").isin(0.0, 1.0) | col(c).isNull() for c in binary]
     condition = bad[0]
     for more in bad[1:]:
         condition = condition | more
-    sample = frame.where(condition).select(*cols(binary)).limit(3).collect()
+    return condition
+
+
+def raise_bad_binary_labels(frame: DataFrame, job: JobConfig, source: str, bad: Column) -> None:
+    """Raise for the first rows where ``bad`` holds (:func:`bad_binary_labels`), if any.
+
+    :raises EncodeError: naming up to three such rows' labels.
+    """
+    binary = [label for label, kind in job_label_kinds(job).items() if kind == BINARY]
+    sample = frame.where(bad).select(*cols(binary)).limit(3).collect()
     if sample:
         values = [row.asDict() for row in sample]
         raise EncodeError(

@@ -7,8 +7,10 @@ the run's date, the TRAINED_MODEL and FMAP of the model date
 newest blessed model dated on or before the run's date), and the
 PREDICT_RESULT it writes.
 
-Scoring runs in ``mapInArrow`` tasks. Each Python worker loads the model once
-(:func:`cached_scorer`) and keeps it for every later task of the job, since
+Scoring runs in ``mapInArrow`` tasks, each reading one row group of the encoded
+files with pyarrow (:mod:`spark_jobs.parquet_units`; Spark reads the table and
+hands it over when pyarrow cannot, see :func:`predict`). Each Python worker loads
+the model once (:func:`cached_scorer`) and keeps it for every later task of the job, since
 Spark reuses its Python workers (in connect mode, for later jobs of the pipeline's
 session too, until the model is committed anew); each Arrow batch goes to the model whole
 (``tf_jobs.batches.inputs_from_arrow``), never row by row.
@@ -43,7 +45,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -75,6 +77,7 @@ from dlflow_airflow.contract.tasks import (
     TaskError,
     prediction_columns,
 )
+from spark_jobs.parquet_units import UNIT_READ_MARKER, ParquetUnit, parquet_units, read_unit
 from spark_jobs.paths import Staging, require_complete
 from spark_jobs.read_errors import naming_bad_files
 from spark_jobs.session import run_job
@@ -476,6 +479,41 @@ def check_output_columns(
             seen[name] = role
 
 
+def output_fields(
+    encoded: DataFrame, fmap: FeatureMap, predictions: PredictionColumns, passed: list[str]
+) -> list[T.StructField]:
+    """The scored frame's fields: keys, prediction columns, pass-through columns."""
+    decoded = class_values(fmap, passed)
+    fields = [encoded.schema[k] for k in fmap.primary_keys]
+    fields += predictions.fields()
+    fields += [
+        T.StructField(name, decoded[name].spark_type()) if name in decoded else encoded.schema[name]
+        for name in passed
+    ]
+    return fields
+
+
+def batch_scorer(
+    fmap: FeatureMap,
+    model_uri: str,
+    inputs: list[str],
+    predictions: PredictionColumns,
+    options: PredictOptions,
+) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
+    """:func:`score_batches` bound to this job (what each task runs on its batches)."""
+    return functools.partial(
+        score_batches,
+        model_uri=model_uri,
+        fmap_json=fmap.to_json(),
+        keys=list(fmap.primary_keys),
+        inputs=inputs,
+        predictions=predictions,
+        pass_through=list(options.pass_through),
+        tf_threads=options.tf_threads,
+        model_version=storage.modified(f"{model_uri}/{SUCCESS_MARKER}"),
+    )
+
+
 def score_frame(
     encoded: DataFrame,
     fmap: FeatureMap,
@@ -490,31 +528,95 @@ def score_frame(
     :param read_rows: observes ``rows``, the rows read, as the scored frame is computed.
     """
     options = options or PredictOptions()
-    keys = list(fmap.primary_keys)
     passed = list(options.pass_through)
-    decoded = class_values(fmap, passed)
-    fields = [encoded.schema[k] for k in keys]
-    fields += predictions.fields()
-    fields += [
-        T.StructField(name, decoded[name].spark_type()) if name in decoded else encoded.schema[name]
-        for name in passed
-    ]
-    scorer = functools.partial(
-        score_batches,
-        model_uri=model_uri,
-        fmap_json=fmap.to_json(),
-        keys=keys,
-        inputs=inputs,
-        predictions=predictions,
-        pass_through=passed,
-        tf_threads=options.tf_threads,
-        model_version=storage.modified(f"{model_uri}/{SUCCESS_MARKER}"),
-    )
-    columns = list(dict.fromkeys([*keys, *inputs, *passed]))
+    fields = output_fields(encoded, fmap, predictions, passed)
+    scorer = batch_scorer(fmap, model_uri, inputs, predictions, options)
+    columns = list(dict.fromkeys([*fmap.primary_keys, *inputs, *passed]))
     selected = encoded.select(*columns)
     if read_rows is not None:
         selected = selected.observe(read_rows, F.count(F.lit(1)).alias("rows"))
     return selected.mapInArrow(scorer, T.StructType(fields))
+
+
+# Types of key and pass-through columns a task reading the files hands back as Spark
+# expects them (a cast at most); any other type is read through Spark.
+FILE_READ_TYPES = (
+    T.BooleanType,
+    T.ByteType,
+    T.ShortType,
+    T.IntegerType,
+    T.LongType,
+    T.FloatType,
+    T.DoubleType,
+    T.StringType,
+    T.BinaryType,
+    T.DateType,
+    T.DecimalType,
+)
+
+
+def score_files(
+    spark: SparkSession,
+    units: list[ParquetUnit],
+    encoded: DataFrame,
+    fmap: FeatureMap,
+    model_uri: str,
+    inputs: list[str],
+    predictions: PredictionColumns,
+    options: PredictOptions,
+) -> DataFrame | None:
+    """The scored frame of :func:`score_frame`, each task reading one row group of the
+    encoded files with pyarrow (:mod:`spark_jobs.parquet_units`); None when a key or
+    pass-through column has a type the tasks do not hand back (read through Spark)."""
+    from pyspark.sql.pandas.types import to_arrow_type
+
+    passed = list(options.pass_through)
+    carried = list(dict.fromkeys([*fmap.primary_keys, *passed]))
+    if not all(isinstance(encoded.schema[name].dataType, FILE_READ_TYPES) for name in carried):
+        return None
+    types = {name: to_arrow_type(encoded.schema[name].dataType) for name in carried}
+    body = functools.partial(
+        score_units,
+        units=units,
+        columns=list(dict.fromkeys([*carried, *inputs])),
+        batch_size=options.batch_size,
+        types=types,
+        scorer=batch_scorer(fmap, model_uri, inputs, predictions, options),
+    )
+    fields = output_fields(encoded, fmap, predictions, passed)
+    # One task per row group: ids 0 .. n-1, one per partition.
+    ids = spark.range(0, len(units), 1, len(units))
+    return ids.mapInArrow(body, T.StructType(fields))
+
+
+def score_units(
+    batches: Iterator[pa.RecordBatch],
+    *,
+    units: list[ParquetUnit],
+    columns: list[str],
+    batch_size: int,
+    types: dict[str, pa.DataType],
+    scorer: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]],
+) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow`` body over unit ids: read each unit, score its batches."""
+
+    def read() -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            for index in batch.column(0).to_pylist():
+                for found in read_unit(units[index], columns, batch_size):
+                    yield _as_types(found, types)
+
+    yield from scorer(read())
+
+
+def _as_types(batch: pa.RecordBatch, types: dict[str, pa.DataType]) -> pa.RecordBatch:
+    """``batch`` with the ``types`` columns cast to what Spark expects (when they differ)."""
+    columns = list(batch.columns)
+    for i, name in enumerate(batch.schema.names):
+        wanted = types.get(name)
+        if wanted is not None and columns[i].type != wanted:
+            columns[i] = columns[i].cast(wanted)
+    return pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
 
 
 def model_task(job: JobConfig, model_uri: str) -> str:
@@ -587,26 +689,53 @@ def run(spark: SparkSession, job: JobConfig) -> dict[str, Any]:
 
 
 def predict(spark: SparkSession, job: JobConfig, paths: PredictIO) -> dict[str, Any]:
-    """Score the encoded partition and commit exactly its rows; the job's result."""
+    """Score the encoded partition and commit exactly its rows; the job's result.
+
+    The tasks read the encoded files with pyarrow when they can
+    (:func:`score_files`); otherwise, or when a task cannot read a file, Spark reads
+    the table and hands it over (:func:`score_frame`).
+    """
     options: PredictOptions = job.options
     fmap = FeatureMap.load(paths.femodel)
     encoded = spark.read.parquet(paths.encoded)
     task = model_task(job, paths.model)
     inputs, predictions = check_model_fits(fmap, encoded, paths, list(options.pass_through), task)
+    units = parquet_units(paths.encoded)
     # Set for this job and put back after it: in connect mode the session is shared with
     # the pipeline's other Spark tasks.
     batch_conf = "spark.sql.execution.arrow.maxRecordsPerBatch"
     previous = spark.conf.get(batch_conf, None)
     spark.conf.set(batch_conf, str(options.batch_size))
     try:
-        # Rows in and rows out counted as the partition is written: one Spark job, no count
-        # before it and no read back after it.
-        read, written = Observation("encoded"), Observation("scored")
-        scored = score_frame(encoded, fmap, paths.model, inputs, predictions, options, read)
         with Staging() as staging:
             folder = staging.folder(paths.output)
-            scored.observe(written, F.count(F.lit(1)).alias("rows")).write.parquet(folder)
-            expected, rows = read.get["rows"], written.get["rows"]
+            scored = None
+            if units:
+                scored = score_files(
+                    spark, units, encoded, fmap, paths.model, inputs, predictions, options
+                )
+            expected: int | None = None
+            if scored is not None:
+                expected = sum(unit.rows for unit in units or [])
+                try:
+                    rows = write_counted(scored, folder)
+                except Exception as exc:
+                    if UNIT_READ_MARKER not in str(exc):
+                        raise
+                    log.warning(
+                        "predict: a task could not read the encoded files with pyarrow (%s); "
+                        "reading them through Spark instead",
+                        _read_error_line(str(exc)),
+                    )
+                    storage.discard(folder)
+                    expected = None
+            if expected is None:
+                # Rows in and rows out counted as the partition is written: one Spark
+                # job, no count before it and no read back after it.
+                read = Observation("encoded")
+                scored = score_frame(encoded, fmap, paths.model, inputs, predictions, options, read)
+                rows = write_counted(scored, folder)
+                expected = read.get["rows"]
             if expected == 0 and not options.allow_empty:
                 raise PredictError(
                     f"the encoded partition {paths.encoded} has no rows; nothing to predict. "
@@ -624,6 +753,19 @@ def predict(spark: SparkSession, job: JobConfig, paths: PredictIO) -> dict[str, 
             spark.conf.set(batch_conf, previous)
     log.info("scored %d rows with %s into %s", rows, paths.model, paths.output)
     return {"rows": rows, "output": paths.output, "model": paths.model, "columns": scored.columns}
+
+
+def write_counted(scored: DataFrame, folder: str) -> int:
+    """Write ``scored`` as Parquet into ``folder``; the rows written (observed, one job)."""
+    written = Observation("scored")
+    scored.observe(written, F.count(F.lit(1)).alias("rows")).write.parquet(folder)
+    return int(written.get["rows"])
+
+
+def _read_error_line(text: str) -> str:
+    """The line of a task's error that names the unreadable file."""
+    line = next((line for line in text.splitlines() if UNIT_READ_MARKER in line), text)
+    return line.strip()[:500]
 
 
 def main(argv: list[str] | None = None) -> None:

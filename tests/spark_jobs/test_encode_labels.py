@@ -159,3 +159,19 @@ def test_a_label_with_one_class_is_refused_at_fit(
     write_table(make_job("encode", workspace).layout.raw("ctr", DATE), rows, SCHEMA)
     with pytest.raises(EncodeError, match="'species' has one class .'setosa'. in every row"):
         encode.run(spark, job(workspace, ["species"], "dnn_classifier"))
+
+
+def test_a_bad_binary_label_with_a_reused_fmap_is_named_and_nothing_committed(
+    spark: Any, raw: str, write_table: Any
+) -> None:
+    """With a reused fmap the binary labels are checked as the table is written (no pass
+    of their own): a bad value still fails the run, names the value and commits nothing."""
+    encode.run(spark, job(raw, ["click"], "dnn_binary_classifier"))
+    later = "2026-01-05"
+    reused = job(raw, ["click"], "dnn_binary_classifier", later, DATE)
+    write_table(reused.layout.raw("ctr", later), [*DAY_TWO, (10, "setosa", 1.0, 7, 2, 0.0)], SCHEMA)
+    with pytest.raises(EncodeError, match=r"learns \['click'\] as binary labels.*'click': 2"):
+        encode.run(spark, reused)
+    encoded = reused.layout.encoded("ctr", later)
+    assert not storage.exists(encoded)
+    assert storage.list_names(f"{encoded.rsplit('/', 1)[0]}/_staging") == []

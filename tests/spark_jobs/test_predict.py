@@ -11,6 +11,7 @@ from dlflow_airflow.contract.fmap import FeatureMap
 from dlflow_airflow.contract.model_resolution import MANIFEST_FILE, blessed_marker
 from dlflow_airflow.contract.tasks import LabelEncoding
 from spark_jobs import predict
+from spark_jobs.parquet_units import ParquetUnit
 from spark_jobs.predict import PredictError, predict_io
 from spark_jobs.read_errors import CorruptInputError
 from tf_jobs.model_io import ModelNotFoundError, save_model
@@ -157,19 +158,66 @@ def test_model_input_missing_from_the_encoded_table_is_named(
         predict.run(spark, job)
 
 
+@pytest.mark.parametrize("reader", ["files", "spark"])
 def test_lost_rows_fail_and_commit_nothing(
-    pipeline: Any, spark: Any, fmap: FeatureMap, monkeypatch: pytest.MonkeyPatch
+    pipeline: Any, spark: Any, fmap: FeatureMap, monkeypatch: pytest.MonkeyPatch, reader: str
 ) -> None:
     job = pipeline.job("predict", model_date="2025-12-29")
     commit_model(tiny_model(fmap), job.layout.model("dnn", "2025-12-29"))
     storage.write_text(f"{job.layout.femodel('ctr', '2025-12-29')}/fmap.json", fmap.to_json())
-    scorer = predict.score_frame
-    monkeypatch.setattr(predict, "score_frame", lambda *a, **k: scorer(*a, **k).limit(10))
+    if reader == "spark":
+        monkeypatch.setattr(predict, "parquet_units", lambda uri: None)
+    scorer = getattr(predict, f"score_{'files' if reader == 'files' else 'frame'}")
+    monkeypatch.setattr(predict, scorer.__name__, lambda *a, **k: scorer(*a, **k).limit(10))
     root = job.layout.root("predict", "dnn")
     before = storage.list_names(root)
     with pytest.raises(PredictError, match=f"wrote 10 rows for {DEMO_ROWS} encoded rows"):
         predict.run(spark, job)
     assert storage.list_names(root) == before
+    assert storage.list_names(f"{root}/_staging") == []
+
+
+def _scores(spark: Any, uri: str) -> list[tuple]:
+    return sorted(tuple(row) for row in spark.read.parquet(uri).collect())
+
+
+def test_tasks_reading_the_files_score_as_spark_reading_them(
+    pipeline: Any, spark: Any, fmap: FeatureMap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same rows and scores whoever reads the encoded table, keys and pass-through
+    columns in Spark's types; the file tasks read each row group once."""
+    model_at(pipeline, fmap, "2025-12-28", tiny_model(fmap, two_outputs=True))
+    job = pipeline.job("predict", model_date="2025-12-28", options={"pass_through": ["label"]})
+    units = predict.parquet_units(pipeline.encode["output"])
+    assert units and sum(unit.rows for unit in units) == DEMO_ROWS
+    from_files = predict.run(spark, job)
+    files_rows = _scores(spark, from_files["output"])
+    files_types = spark.read.parquet(from_files["output"]).dtypes
+    storage.discard(from_files["output"])
+    monkeypatch.setattr(predict, "parquet_units", lambda uri: None)
+    from_spark = predict.run(spark, job)
+    assert from_spark["columns"] == from_files["columns"]
+    assert spark.read.parquet(from_spark["output"]).dtypes == files_types
+    assert _scores(spark, from_spark["output"]) == files_rows
+    assert len(files_rows) == DEMO_ROWS
+
+
+def test_a_file_the_tasks_cannot_read_is_read_through_spark(
+    pipeline: Any, spark: Any, fmap: FeatureMap, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    """A task that cannot open its file (an executor without the file system's client,
+    say) does not fail the job: the table is read through Spark, every row scored once."""
+    job = model_at(pipeline, fmap, "2025-12-26", tiny_model(fmap))
+    units = predict.parquet_units(pipeline.encode["output"])
+    assert units
+    gone = ParquetUnit(f"{pipeline.encode['output']}/part-gone.parquet", 0, units[0].rows)
+    monkeypatch.setattr(predict, "parquet_units", lambda uri: [gone, *units[1:]])
+    with caplog.at_level("WARNING", logger=predict.log.name):
+        result = predict.run(spark, job)
+    assert result["rows"] == DEMO_ROWS
+    assert spark.read.parquet(result["output"]).select("uid").distinct().count() == DEMO_ROWS
+    assert "part-gone.parquet" in caplog.text and "through Spark instead" in caplog.text
+    root = job.layout.root("predict", "dnn")
     assert storage.list_names(f"{root}/_staging") == []
 
 
@@ -507,3 +555,15 @@ def test_outputs_that_do_not_fit_the_heads_fail_before_any_task(
     # The run reads the encoded table's schema, and fails before counting or scoring it.
     assert jobs_of(f"heads-{date}", fails) == reading
     assert not storage.exists(job.layout.predict("dnn", date))
+
+
+def test_carried_columns_are_cast_to_the_types_spark_expects() -> None:
+    import pyarrow as pa
+
+    batch = pa.RecordBatch.from_pydict(
+        {"uid": pa.array([1, 2], pa.int32()), "x": pa.array([[1.0], [2.0]])}
+    )
+    cast = predict._as_types(batch, {"uid": pa.int64()})
+    assert cast.schema.field("uid").type == pa.int64()
+    assert cast.column("uid").to_pylist() == [1, 2]
+    assert cast.column("x").equals(batch.column("x"))

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from spark_jobs.parquet_units import (
+    UNIT_READ_MARKER,
+    ParquetUnit,
+    UnitReadError,
+    parquet_units,
+    read_unit,
+)
+
+
+def _partition(root: Path) -> str:
+    """Two part files (two row groups, then one), the files Spark leaves beside them."""
+    root.mkdir(parents=True)
+    table = pa.table({"uid": list(range(10)), "v": [float(i) for i in range(10)]})
+    pq.write_table(table.slice(0, 6), root / "part-00000.parquet", row_group_size=4)
+    pq.write_table(table.slice(6), root / "part-00001.parquet")
+    (root / "_SUCCESS").touch()
+    (root / ".part-00000.parquet.crc").write_bytes(b"crc")
+    (root / "_temporary").mkdir()
+    (root / "_temporary" / "part-x.parquet").write_bytes(b"half")
+    return f"file://{root}"
+
+
+def test_every_row_group_of_every_part_file_in_order(tmp_path: Path) -> None:
+    uri = _partition(tmp_path / "p")
+    units = parquet_units(uri)
+    assert units == [
+        ParquetUnit(f"{uri}/part-00000.parquet", 0, 4),
+        ParquetUnit(f"{uri}/part-00000.parquet", 1, 2),
+        ParquetUnit(f"{uri}/part-00001.parquet", 0, 4),
+    ]
+    read = [b for unit in units for b in read_unit(unit, ["uid"], batch_size=3)]
+    assert [b.num_rows for b in read] == [3, 1, 2, 3, 1]
+    assert [v for b in read for v in b.column("uid").to_pylist()] == list(range(10))
+    assert all(b.schema.names == ["uid"] for b in read)
+
+
+def test_a_scheme_pyarrow_cannot_open_is_left_to_spark() -> None:
+    assert parquet_units("s3a://bucket/encoded/TAG=x/dt=2026-01-01") is None
+
+
+def test_an_unreadable_footer_is_left_to_spark(tmp_path: Path) -> None:
+    uri = _partition(tmp_path / "p")
+    (tmp_path / "p" / "part-00001.parquet").write_bytes(b"PAR1 not parquet")
+    assert parquet_units(uri) is None
+
+
+def test_a_unit_that_cannot_be_read_says_so_with_the_marker(tmp_path: Path) -> None:
+    unit = ParquetUnit(f"file://{tmp_path}/gone.parquet", 0, 5)
+    with pytest.raises(UnitReadError) as info:
+        list(read_unit(unit, ["uid"], 10))
+    assert str(info.value).startswith(f"{UNIT_READ_MARKER} row group 0 of {unit.uri}: ")
