@@ -27,8 +27,6 @@ from dlflow_airflow.contract import storage
 
 log = logging.getLogger(__name__)
 
-# Files Spark and Hadoop leave next to the part files (_SUCCESS, .crc, _temporary).
-IGNORED_PREFIXES = ("_", ".")
 # Footers read at once on the driver.
 FOOTER_THREADS = 8
 # What pyarrow raises for a file it cannot open or decode.
@@ -58,7 +56,7 @@ def parquet_units(partition_uri: str) -> list[ParquetUnit] | None:
     or a footer it cannot read): the caller reads through Spark instead."""
     try:
         filesystem, path = storage.resolve(partition_uri)
-        files = _part_files(filesystem, path)
+        files = storage.part_files(filesystem, path)
     except (ValueError, NotImplementedError, *READ_ERRORS) as exc:
         log.info("reading %s through Spark: pyarrow cannot list it (%s)", partition_uri, exc)
         return None
@@ -81,20 +79,6 @@ def parquet_units(partition_uri: str) -> list[ParquetUnit] | None:
         log.info("reading %s through Spark: a footer cannot be read (%s)", partition_uri, exc)
         return None
     return [unit for units in found for unit in units]
-
-
-def _part_files(filesystem: pa.fs.FileSystem, path: str) -> list[str]:
-    """The part files under ``path`` (none under an ignored prefix), sorted."""
-    from pyarrow import fs
-
-    files = []
-    for info in filesystem.get_file_info(fs.FileSelector(path, recursive=True)):
-        parts = info.path[len(path) :].strip("/").split("/")
-        if info.type == fs.FileType.File and not any(
-            part.startswith(IGNORED_PREFIXES) for part in parts
-        ):
-            files.append(info.path)
-    return sorted(files)
 
 
 def read_unit(unit: ParquetUnit, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.dataset as pads
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from dlflow_airflow.contract import storage
@@ -47,8 +46,6 @@ if TYPE_CHECKING:
 
     from dlflow_airflow.contract.options import TfJobOptions
 
-# Files Spark and Hadoop leave next to the part files (_SUCCESS, .crc, _temporary).
-IGNORED_PREFIXES = ["_", "."]
 # Rows per Arrow batch read from Parquet: large enough to amortise per-batch
 # overhead, small enough to keep memory flat on wide tables.
 READ_BATCH_ROWS = 65_536
@@ -232,21 +229,13 @@ def _dataset(uri: str) -> pads.Dataset:
     filesystem, path = storage.resolve(uri)
     try:
         return pads.dataset(
-            path, filesystem=filesystem, format="parquet", ignore_prefixes=IGNORED_PREFIXES
+            path,
+            filesystem=filesystem,
+            format="parquet",
+            ignore_prefixes=list(storage.IGNORED_PREFIXES),
         )
     except READ_ERRORS as exc:
-        raise unreadable(uri, filesystem, _part_files(filesystem, path), [], exc) from None
-
-
-def _part_files(filesystem: Any, path: str) -> list[str]:
-    """The files under ``path`` a dataset reads (none under an ignored prefix)."""
-    ignored = tuple(IGNORED_PREFIXES)
-    files = []
-    for info in filesystem.get_file_info(pafs.FileSelector(path, recursive=True)):
-        parts = info.path[len(path) :].strip("/").split("/")
-        if info.type == pafs.FileType.File and not any(p.startswith(ignored) for p in parts):
-            files.append(info.path)
-    return sorted(files)
+        raise unreadable(uri, filesystem, storage.part_files(filesystem, path), [], exc) from None
 
 
 def unreadable(

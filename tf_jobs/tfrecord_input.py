@@ -51,7 +51,8 @@ def open_tfrecord(uri: str) -> TfRecordSource:
     names = [
         n
         for n in storage.list_names(uri)
-        if not n.startswith(("_", ".")) and (n.endswith(".tfrecord") or n.endswith(".tfrecord.gz"))
+        if not n.startswith(storage.IGNORED_PREFIXES)
+        and (n.endswith(".tfrecord") or n.endswith(".tfrecord.gz"))
     ]
     if not names:
         raise EncodedDataError(f"TFRecord partition {uri} has no part files (*.tfrecord[.gz])")

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAGING_DIR = "_staging"
+# Files Spark and Hadoop leave next to the part files (_SUCCESS, .crc, _temporary):
+# a reader of a partition skips every path with a part under one of these prefixes.
+IGNORED_PREFIXES = ("_", ".")
 STALE_STAGING_HOURS = 24.0
 """Hours without a write after which a staging folder counts as abandoned."""
 STALE_STAGING_ENV = "DLFLOW_STALE_STAGING_HOURS"
@@ -94,6 +97,21 @@ def list_names(uri: str) -> list[str]:
         return []
     infos = filesystem.get_file_info(fs.FileSelector(path, recursive=False))
     return sorted(info.base_name for info in infos)
+
+
+def part_files(filesystem: FileSystem, path: str) -> list[str]:
+    """The files under ``path`` (of ``filesystem``) a reader of the partition reads:
+    none under an :data:`IGNORED_PREFIXES` name, sorted."""
+    from pyarrow import fs
+
+    files = []
+    for info in filesystem.get_file_info(fs.FileSelector(path, recursive=True)):
+        parts = info.path[len(path) :].strip("/").split("/")
+        if info.type == fs.FileType.File and not any(
+            part.startswith(IGNORED_PREFIXES) for part in parts
+        ):
+            files.append(info.path)
+    return sorted(files)
 
 
 _DT_NAME = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
