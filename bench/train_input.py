@@ -3,9 +3,9 @@
 The same model (``dnn_binary_classifier``) is trained from each source for
 ``--epochs`` measured epochs (default: train's default epochs), after one
 warm-up epoch that traces the graph. The clock also counts building the
-dataset. Our Parquet input (train's default ``in_memory_mb``) reads a
-partition that fits in memory once, during the first epoch, which is
-reported apart for every contender. In-memory tensors are the ceiling:
+dataset: our Parquet input (train's default ``in_memory_mb``) reads a
+partition that fits in memory there, once. The first epoch is reported apart
+for every contender. In-memory tensors are the ceiling:
 numpy arrays already in memory before the clock starts. The goal is Parquet
 >= 0.9x in-memory (the input is never the bottleneck), at the median of
 ``--repeat`` interleaved rounds (default 3). Shuffling is off so all do the
@@ -240,7 +240,7 @@ def main() -> None:
                 clocked, first = training_seconds(make, fmap, params, args.epochs)
                 runs[name].append(clocked)
                 firsts[name].append(first)
-        print(f"first epoch (traces the graph; ours reads the files in it), {args.rows:,} rows:")
+        print(f"first epoch (traces the graph), {args.rows:,} rows:")
         for name, seconds in firsts.items():
             report(f"  {name}", seconds)
         print(f"then {args.epochs} epochs (and building the dataset):")

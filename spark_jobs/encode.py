@@ -177,8 +177,8 @@ def encode(
         encoded = encode_frame(spark, source, fmap, normalizers)
         encoded.observe(written, F.count(F.lit(1)).alias("rows")).write.parquet(folder)
         rows = written.get["rows"]
-        if bad is not None and labels.get["bad"]:
-            raise_bad_binary_labels(raw, job, raw_uri, bad)  # nothing is committed
+        if bad is not None and labels.get["bad"]:  # nothing is committed
+            raise_bad_binary_labels(raw, job, raw_uri, bad, counted=labels.get["bad"])
         # Which fmap encoded it: the readers of this partition use that model (one per run).
         unseen = unseen_labels(raw, fmap) if reuse else {}  # a fit knows all its labels
         record = encoding_record(femodel, fmap.checksum, unseen)

@@ -90,18 +90,22 @@ def bad_binary_labels(frame: DataFrame, job: JobConfig, source: str) -> Column |
     return condition
 
 
-def raise_bad_binary_labels(frame: DataFrame, job: JobConfig, source: str, bad: Column) -> None:
+def raise_bad_binary_labels(
+    frame: DataFrame, job: JobConfig, source: str, bad: Column, counted: int | None = None
+) -> None:
     """Raise for the first rows where ``bad`` holds (:func:`bad_binary_labels`), if any.
 
+    :param counted: the rows an earlier pass found bad: raise even if the rows read
+        now show none (the input changed in between).
     :raises EncodeError: naming up to three such rows' labels.
     """
     binary = [label for label, kind in job_label_kinds(job).items() if kind == BINARY]
     sample = frame.where(bad).select(*cols(binary)).limit(3).collect()
-    if sample:
-        values = [row.asDict() for row in sample]
+    if sample or counted:
+        found = f"e.g. {[row.asDict() for row in sample]}" if sample else f"{counted} such rows"
         raise EncodeError(
             f"{source}: model {job.model.name!r} learns {binary} as binary labels, so they "
-            f"must be 0 or 1 in every row; found e.g. {values}"
+            f"must be 0 or 1 in every row; found {found}"
         )
 
 

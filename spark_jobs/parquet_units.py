@@ -10,8 +10,9 @@ the partition holds before a task starts.
 Example::
 
     units = parquet_units(encoded_uri)        # None: pyarrow cannot open the URI
-    for batch in read_unit(units[0], ["uid", "user_nums"], 4096):
-        ...
+    for group in task_groups(units):          # one Spark task each
+        for batch in read_unit(units[group[0]], ["uid", "user_nums"], 4096):
+            ...
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 
 # Footers read at once on the driver.
 FOOTER_THREADS = 8
+# Rows a task reads at least (small row groups are packed together, as Spark packs
+# small files into one split): fewer tasks and output files for a day of small files.
+MIN_TASK_ROWS = 100_000
 # What pyarrow raises for a file it cannot open or decode.
 READ_ERRORS: tuple[type[BaseException], ...] = (pa.ArrowException, OSError)
 
@@ -76,9 +80,23 @@ def parquet_units(partition_uri: str) -> list[ParquetUnit] | None:
         with ThreadPoolExecutor(max_workers=FOOTER_THREADS) as pool:
             found = list(pool.map(units_of, files))
     except READ_ERRORS as exc:
-        log.info("reading %s through Spark: a footer cannot be read (%s)", partition_uri, exc)
+        log.warning("reading %s through Spark: a footer cannot be read (%s)", partition_uri, exc)
         return None
     return [unit for units in found for unit in units]
+
+
+def task_groups(units: list[ParquetUnit], min_rows: int = MIN_TASK_ROWS) -> list[list[int]]:
+    """``units``' indices in consecutive groups of at least ``min_rows`` rows each (the
+    last may hold fewer): one task per group."""
+    groups: list[list[int]] = []
+    rows = min_rows
+    for index, unit in enumerate(units):
+        if rows >= min_rows:
+            groups.append([])
+            rows = 0
+        groups[-1].append(index)
+        rows += unit.rows
+    return groups
 
 
 def read_unit(unit: ParquetUnit, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:

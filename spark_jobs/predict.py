@@ -77,7 +77,13 @@ from dlflow_airflow.contract.tasks import (
     TaskError,
     prediction_columns,
 )
-from spark_jobs.parquet_units import UNIT_READ_MARKER, ParquetUnit, parquet_units, read_unit
+from spark_jobs.parquet_units import (
+    UNIT_READ_MARKER,
+    ParquetUnit,
+    parquet_units,
+    read_unit,
+    task_groups,
+)
 from spark_jobs.paths import Staging, require_complete
 from spark_jobs.read_errors import naming_bad_files
 from spark_jobs.session import run_job
@@ -565,14 +571,20 @@ def score_files(
     predictions: PredictionColumns,
     options: PredictOptions,
 ) -> DataFrame | None:
-    """The scored frame of :func:`score_frame`, each task reading one row group of the
-    encoded files with pyarrow (:mod:`spark_jobs.parquet_units`); None when a key or
-    pass-through column has a type the tasks do not hand back (read through Spark)."""
+    """The scored frame of :func:`score_frame`, each task reading a group of row groups
+    of the encoded files with pyarrow (:mod:`spark_jobs.parquet_units`); None when a key
+    or pass-through column has a type the tasks do not hand back (read through Spark)."""
     from pyspark.sql.pandas.types import to_arrow_type
 
     passed = list(options.pass_through)
     carried = list(dict.fromkeys([*fmap.primary_keys, *passed]))
-    if not all(isinstance(encoded.schema[name].dataType, FILE_READ_TYPES) for name in carried):
+    other = [n for n in carried if not isinstance(encoded.schema[n].dataType, FILE_READ_TYPES)]
+    if other:
+        log.info(
+            "predict: Spark reads the encoded table (column(s) %s are of types the tasks "
+            "reading the files do not hand back)",
+            ", ".join(f"{n} {encoded.schema[n].dataType.simpleString()}" for n in other),
+        )
         return None
     types = {name: to_arrow_type(encoded.schema[name].dataType) for name in carried}
     body = functools.partial(
@@ -584,27 +596,30 @@ def score_files(
         scorer=batch_scorer(fmap, model_uri, inputs, predictions, options),
     )
     fields = output_fields(encoded, fmap, predictions, passed)
-    # One task per row group: ids 0 .. n-1, one per partition.
-    ids = spark.range(0, len(units), 1, len(units))
-    return ids.mapInArrow(body, T.StructType(fields))
+    # One task per group of row groups: ids 0 .. n-1, one per partition.
+    groups = task_groups(units)
+    ids = spark.range(0, len(groups), 1, len(groups))
+    return ids.mapInArrow(functools.partial(body, groups=groups), T.StructType(fields))
 
 
 def score_units(
     batches: Iterator[pa.RecordBatch],
     *,
+    groups: list[list[int]],
     units: list[ParquetUnit],
     columns: list[str],
     batch_size: int,
     types: dict[str, pa.DataType],
     scorer: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]],
 ) -> Iterator[pa.RecordBatch]:
-    """``mapInArrow`` body over unit ids: read each unit, score its batches."""
+    """``mapInArrow`` body over group ids: read each group's units, score their batches."""
 
     def read() -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            for index in batch.column(0).to_pylist():
-                for found in read_unit(units[index], columns, batch_size):
-                    yield _as_types(found, types)
+            for group in batch.column(0).to_pylist():
+                for index in groups[group]:
+                    for found in read_unit(units[index], columns, batch_size):
+                        yield _as_types(found, types)
 
     yield from scorer(read())
 
@@ -727,14 +742,14 @@ def predict(spark: SparkSession, job: JobConfig, paths: PredictIO) -> dict[str, 
                         "reading them through Spark instead",
                         _read_error_line(str(exc)),
                     )
-                    storage.discard(folder)
                     expected = None
             if expected is None:
                 # Rows in and rows out counted as the partition is written: one Spark
                 # job, no count before it and no read back after it.
                 read = Observation("encoded")
                 scored = score_frame(encoded, fmap, paths.model, inputs, predictions, options, read)
-                rows = write_counted(scored, folder)
+                # Overwrite: what the failed file tasks left in the folder goes.
+                rows = write_counted(scored, folder, overwrite=True)
                 expected = read.get["rows"]
             if expected == 0 and not options.allow_empty:
                 raise PredictError(
@@ -755,10 +770,12 @@ def predict(spark: SparkSession, job: JobConfig, paths: PredictIO) -> dict[str, 
     return {"rows": rows, "output": paths.output, "model": paths.model, "columns": scored.columns}
 
 
-def write_counted(scored: DataFrame, folder: str) -> int:
-    """Write ``scored`` as Parquet into ``folder``; the rows written (observed, one job)."""
+def write_counted(scored: DataFrame, folder: str, *, overwrite: bool = False) -> int:
+    """Write ``scored`` as Parquet into ``folder`` (a fresh staging folder, or one to
+    ``overwrite``); the rows written (observed, one job)."""
     written = Observation("scored")
-    scored.observe(written, F.count(F.lit(1)).alias("rows")).write.parquet(folder)
+    writer = scored.observe(written, F.count(F.lit(1)).alias("rows")).write
+    writer.mode("overwrite" if overwrite else "errorifexists").parquet(folder)
     return int(written.get["rows"])
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import math
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
     from dlflow_airflow.contract.options import TfJobOptions
+
+log = logging.getLogger(__name__)
 
 # Rows per Arrow batch read from Parquet: large enough to amortise per-batch
 # overhead, small enough to keep memory flat on wide tables.
@@ -455,13 +458,14 @@ def make_dataset(
 
     Pass ``rows`` (from :func:`scan_labels`) so Keras knows the number of steps per
     epoch. A partition that fits ``options.memory_bytes`` (see :func:`decoded_bytes`)
-    is read once, by the first epoch, and later epochs are served from memory;
-    otherwise each iteration (each Keras epoch) reads the files again, with a new
-    shuffle order.
+    is read here, once, and every epoch is served from memory; otherwise each
+    iteration (each Keras epoch) reads the files again, with a new shuffle order.
     """
     import tensorflow as tf
 
-    if rows is not None and 0 < decoded_bytes(fmap, heads, rows) <= options.memory_bytes:
+    size = decoded_bytes(fmap, heads, rows) if rows is not None else 0
+    if rows is not None and 0 < size <= options.memory_bytes:
+        log.info("%s: %d rows (%.0f MiB decoded) held in memory", source.uri, rows, size / 2**20)
         dataset = _memory_dataset(source, fmap, heads, options, rows, task=task)
     else:
         dataset = _streamed_dataset(source, fmap, heads, options, task=task)
@@ -531,17 +535,20 @@ def _memory_dataset(
     *,
     task: str,
 ) -> tf.data.Dataset:
-    """The partition read once, by the first epoch, and kept in memory as tensors.
+    """The partition read now, once, and kept in memory as tensors.
 
-    Unshuffled: the batches of :func:`iter_arrays`; the first epoch trains while the
-    files are read. Shuffled: each epoch a permutation of all rows (drawn from ``seed``
-    and the epoch), gathered in TensorFlow; the first epoch starts once all is read.
-    No Python runs per batch after the first epoch.
+    Unshuffled: the batches of :func:`iter_arrays`. Shuffled: each epoch a permutation
+    of all rows (drawn from ``seed`` and the epoch), gathered in TensorFlow. No file is
+    read and no Python runs per batch while training.
     """
     import tensorflow as tf
 
     in_order = dataclasses.replace(options, shuffle=False)
     held = _chunks(source, fmap, heads, in_order, task=task).cache()
+    # Filled now: a cache is kept only once read to its end, and Keras ends an epoch
+    # after its steps without reading on (the cache would be dropped every epoch).
+    for _ in held:
+        pass
     if not options.shuffle:
         return held.rebatch(options.batch_size)
 

@@ -202,3 +202,25 @@ def test_a_later_job_of_the_shared_session_reads_a_rewritten_partition_afresh(
         finally:
             spark.stop()
     assert counts == [10, 20]
+
+
+@pytest.mark.spark
+def test_a_task_error_reaches_the_client_with_its_message(server, tmp_path):
+    """Predict tells a task's file-read failure from its other errors by a marker in the
+    message (then reads through Spark): the marker must survive the trip to the client."""
+    from spark_jobs.parquet_units import UNIT_READ_MARKER
+
+    message = f"{UNIT_READ_MARKER} row group 0 of file:///nowhere/part-0.parquet: gone"
+
+    def failing(batches):
+        for _ in batches:
+            raise RuntimeError(message)
+        yield from ()
+
+    spark = connect.remote_session(_settings(server, tmp_path))
+    try:
+        with pytest.raises(Exception) as info:  # noqa: PT011 - whatever Connect raises
+            spark.range(1, numPartitions=1).mapInArrow(failing, "id long").collect()
+    finally:
+        spark.stop()
+    assert message in str(info.value)

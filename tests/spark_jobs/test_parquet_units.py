@@ -12,6 +12,7 @@ from spark_jobs.parquet_units import (
     UnitReadError,
     parquet_units,
     read_unit,
+    task_groups,
 )
 
 
@@ -57,3 +58,11 @@ def test_a_unit_that_cannot_be_read_says_so_with_the_marker(tmp_path: Path) -> N
     with pytest.raises(UnitReadError) as info:
         list(read_unit(unit, ["uid"], 10))
     assert str(info.value).startswith(f"{UNIT_READ_MARKER} row group 0 of {unit.uri}: ")
+
+
+def test_small_row_groups_are_packed_into_one_task() -> None:
+    units = [ParquetUnit(f"file:///p/part-{i}", 0, rows) for i, rows in enumerate([5, 5, 12, 3, 1])]
+    assert task_groups(units, min_rows=10) == [[0, 1], [2], [3, 4]]
+    assert task_groups(units, min_rows=1) == [[0], [1], [2], [3], [4]]
+    assert task_groups(units, min_rows=100) == [[0, 1, 2, 3, 4]]
+    assert task_groups([], min_rows=10) == []

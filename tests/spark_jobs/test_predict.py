@@ -182,7 +182,7 @@ def _scores(spark: Any, uri: str) -> list[tuple]:
 
 
 def test_tasks_reading_the_files_score_as_spark_reading_them(
-    pipeline: Any, spark: Any, fmap: FeatureMap, monkeypatch: pytest.MonkeyPatch
+    pipeline: Any, spark: Any, fmap: FeatureMap, monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
     """The same rows and scores whoever reads the encoded table, keys and pass-through
     columns in Spark's types; the file tasks read each row group once."""
@@ -190,7 +190,18 @@ def test_tasks_reading_the_files_score_as_spark_reading_them(
     job = pipeline.job("predict", model_date="2025-12-28", options={"pass_through": ["label"]})
     units = predict.parquet_units(pipeline.encode["output"])
     assert units and sum(unit.rows for unit in units) == DEMO_ROWS
-    from_files = predict.run(spark, job)
+    used: list[bool] = []
+    files = predict.score_files
+
+    def recorded(*args: Any, **kwargs: Any) -> Any:
+        scored = files(*args, **kwargs)
+        used.append(scored is not None)
+        return scored
+
+    monkeypatch.setattr(predict, "score_files", recorded)
+    with caplog.at_level("WARNING", logger=predict.log.name):
+        from_files = predict.run(spark, job)
+    assert used == [True] and "through Spark instead" not in caplog.text
     files_rows = _scores(spark, from_files["output"])
     files_types = spark.read.parquet(from_files["output"]).dtypes
     storage.discard(from_files["output"])

@@ -293,3 +293,38 @@ def test_training_on_a_corrupt_file_fails_naming_it(
     assert message.startswith(f"cannot read Parquet file {parts[1]} of encoded partition {uri}: ")
     assert "Traceback" not in message and "\n" not in message
     assert not storage.exists(fresh_workspace.layout.model("dnn_v1", TRAIN_DATE))
+
+
+@pytest.mark.parametrize(
+    ("shuffle", "batch_size"),
+    [(False, 128), (False, 1000), (True, 128)],
+    ids=["in-order", "in-order-whole-batches", "shuffled"],
+)
+def test_keras_training_reads_a_partition_held_in_memory_once(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, shuffle: bool, batch_size: int
+) -> None:
+    """Keras stops each epoch after its steps without draining the dataset: the cache
+    must still be complete after the first epoch, so later epochs read no file."""
+    import keras
+
+    from tf_jobs import models
+
+    reads: list[int] = []
+    chunks = inputs.iter_chunks
+
+    def counted(*args, **kwargs):
+        reads.append(1)
+        yield from chunks(*args, **kwargs)
+
+    monkeypatch.setattr(inputs, "iter_chunks", counted)
+    options = InputOptions(batch_size=batch_size, shuffle=shuffle, memory_bytes=2**30)
+    spec = models.get_model("dnn_binary_classifier")
+    params = models.resolve_params(spec, {"hidden_units": [4], "batch_size": batch_size})
+    model = models.build_model(spec, workspace.fmap, params)
+    history = model.fit(_dataset(workspace, options), epochs=3, verbose=0)
+    assert len(history.history["loss"]) == 3
+    assert reads == [1]
+    streamed = replace(options, memory_bytes=0)
+    keras.utils.set_random_seed(1)
+    model.fit(_dataset(workspace, streamed), epochs=3, verbose=0)
+    assert reads == [1, 1, 1, 1]  # the streamed path reads the files every epoch
