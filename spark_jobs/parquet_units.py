@@ -47,9 +47,11 @@ UNIT_READ_MARKER = "dlflow: pyarrow could not read"
 
 @dataclass(frozen=True)
 class ParquetUnit:
-    """One row group of one part file."""
+    """One row group of one part file: the partition's URI (which gives the file
+    system, with any options it carries) and the file's path in that file system."""
 
-    uri: str
+    partition: str
+    path: str
     row_group: int
     rows: int
 
@@ -64,15 +66,13 @@ def parquet_units(partition_uri: str) -> list[ParquetUnit] | None:
     except (ValueError, NotImplementedError, *READ_ERRORS) as exc:
         log.info("reading %s through Spark: pyarrow cannot list it (%s)", partition_uri, exc)
         return None
-    base = partition_uri.rstrip("/")
 
     def units_of(file: str) -> list[ParquetUnit]:
         import pyarrow.parquet as pq
 
         metadata = pq.read_metadata(file, filesystem=filesystem)
-        uri = f"{base}/{file[len(path.rstrip('/')) :].lstrip('/')}"
         return [
-            ParquetUnit(uri, group, metadata.row_group(group).num_rows)
+            ParquetUnit(partition_uri, file, group, metadata.row_group(group).num_rows)
             for group in range(metadata.num_row_groups)
         ]
 
@@ -107,13 +107,14 @@ def read_unit(unit: ParquetUnit, columns: list[str], batch_size: int) -> Iterato
     import pyarrow.parquet as pq
 
     try:
-        filesystem, path = storage.resolve(unit.uri)
-        with filesystem.open_input_file(path) as source:
+        filesystem, _ = storage.resolve(unit.partition)
+        with filesystem.open_input_file(unit.path) as source:
             reader = pq.ParquetFile(source)
             yield from reader.iter_batches(
                 batch_size=batch_size, row_groups=[unit.row_group], columns=columns
             )
     except READ_ERRORS as exc:
         raise UnitReadError(
-            f"{UNIT_READ_MARKER} row group {unit.row_group} of {unit.uri}: {exc}"
+            f"{UNIT_READ_MARKER} row group {unit.row_group} of {unit.path} "
+            f"(partition {unit.partition}): {exc}"
         ) from None

@@ -32,10 +32,11 @@ def _partition(root: Path) -> str:
 def test_every_row_group_of_every_part_file_in_order(tmp_path: Path) -> None:
     uri = _partition(tmp_path / "p")
     units = parquet_units(uri)
+    first, second = (str(tmp_path / "p" / f"part-0000{i}.parquet") for i in (0, 1))
     assert units == [
-        ParquetUnit(f"{uri}/part-00000.parquet", 0, 4),
-        ParquetUnit(f"{uri}/part-00000.parquet", 1, 2),
-        ParquetUnit(f"{uri}/part-00001.parquet", 0, 4),
+        ParquetUnit(uri, first, 0, 4),
+        ParquetUnit(uri, first, 1, 2),
+        ParquetUnit(uri, second, 0, 4),
     ]
     read = [b for unit in units for b in read_unit(unit, ["uid"], batch_size=3)]
     assert [b.num_rows for b in read] == [3, 1, 2, 3, 1]
@@ -54,14 +55,17 @@ def test_an_unreadable_footer_is_left_to_spark(tmp_path: Path) -> None:
 
 
 def test_a_unit_that_cannot_be_read_says_so_with_the_marker(tmp_path: Path) -> None:
-    unit = ParquetUnit(f"file://{tmp_path}/gone.parquet", 0, 5)
+    unit = ParquetUnit(f"file://{tmp_path}", f"{tmp_path}/gone.parquet", 0, 5)
     with pytest.raises(UnitReadError) as info:
         list(read_unit(unit, ["uid"], 10))
-    assert str(info.value).startswith(f"{UNIT_READ_MARKER} row group 0 of {unit.uri}: ")
+    assert str(info.value).startswith(
+        f"{UNIT_READ_MARKER} row group 0 of {unit.path} (partition {unit.partition}): "
+    )
 
 
 def test_small_row_groups_are_packed_into_one_task() -> None:
-    units = [ParquetUnit(f"file:///p/part-{i}", 0, rows) for i, rows in enumerate([5, 5, 12, 3, 1])]
+    sizes = [5, 5, 12, 3, 1]
+    units = [ParquetUnit("file:///p", f"/p/part-{i}", 0, rows) for i, rows in enumerate(sizes)]
     assert task_groups(units, min_rows=10) == [[0, 1], [2], [3, 4]]
     assert task_groups(units, min_rows=1) == [[0], [1], [2], [3], [4]]
     assert task_groups(units, min_rows=100) == [[0, 1, 2, 3, 4]]

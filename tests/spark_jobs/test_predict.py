@@ -11,7 +11,6 @@ from dlflow_airflow.contract.fmap import FeatureMap
 from dlflow_airflow.contract.model_resolution import MANIFEST_FILE, blessed_marker
 from dlflow_airflow.contract.tasks import LabelEncoding
 from spark_jobs import predict
-from spark_jobs.parquet_units import ParquetUnit
 from spark_jobs.predict import PredictError, predict_io
 from spark_jobs.read_errors import CorruptInputError
 from tf_jobs.model_io import ModelNotFoundError, save_model
@@ -221,13 +220,13 @@ def test_a_file_the_tasks_cannot_read_is_read_through_spark(
     job = model_at(pipeline, fmap, "2025-12-26", tiny_model(fmap))
     units = predict.parquet_units(pipeline.encode["output"])
     assert units
-    gone = ParquetUnit(f"{pipeline.encode['output']}/part-gone.parquet", 0, units[0].rows)
+    gone = dataclasses.replace(units[0], path=f"{units[0].path}.gone")
     monkeypatch.setattr(predict, "parquet_units", lambda uri: [gone, *units[1:]])
     with caplog.at_level("WARNING", logger=predict.log.name):
         result = predict.run(spark, job)
     assert result["rows"] == DEMO_ROWS
     assert spark.read.parquet(result["output"]).select("uid").distinct().count() == DEMO_ROWS
-    assert "part-gone.parquet" in caplog.text and "through Spark instead" in caplog.text
+    assert f"{gone.path} (partition " in caplog.text and "through Spark instead" in caplog.text
     root = job.layout.root("predict", "dnn")
     assert storage.list_names(f"{root}/_staging") == []
 
