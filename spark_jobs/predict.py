@@ -775,7 +775,9 @@ def write_counted(scored: DataFrame, folder: str, *, overwrite: bool = False) ->
     ``overwrite``); the rows written (observed, one job)."""
     written = Observation("scored")
     writer = scored.observe(written, F.count(F.lit(1)).alias("rows")).write
-    writer.mode("overwrite" if overwrite else "errorifexists").parquet(folder)
+    # The default mode (error if it exists) unless told: Spark Connect's client takes
+    # no "errorifexists" by name.
+    (writer.mode("overwrite") if overwrite else writer).parquet(folder)
     return int(written.get["rows"])
 
 
