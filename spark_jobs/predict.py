@@ -77,6 +77,7 @@ from dlflow_airflow.contract.tasks import (
     TaskError,
     prediction_columns,
 )
+from spark_jobs.feature_types import NUMERIC_TYPES
 from spark_jobs.parquet_units import (
     UNIT_READ_MARKER,
     ParquetUnit,
@@ -546,19 +547,7 @@ def score_frame(
 
 # Types of key and pass-through columns a task reading the files hands back as Spark
 # expects them (a cast at most); any other type is read through Spark.
-FILE_READ_TYPES = (
-    T.BooleanType,
-    T.ByteType,
-    T.ShortType,
-    T.IntegerType,
-    T.LongType,
-    T.FloatType,
-    T.DoubleType,
-    T.StringType,
-    T.BinaryType,
-    T.DateType,
-    T.DecimalType,
-)
+FILE_READ_TYPES = (*NUMERIC_TYPES, T.StringType, T.BinaryType, T.DateType)
 
 
 def score_files(
