@@ -77,7 +77,7 @@ class CorruptFileError(EncodedDataError):
 def corrupt_file_message(text: str) -> str | None:
     """The :class:`CorruptFileError` message in a TensorFlow error's text, if any.
 
-    ``tf.data`` runs :func:`iter_arrays` as a Python generator and reports what
+    ``tf.data`` runs :func:`iter_chunks` as a Python generator and reports what
     it raised as text inside its own error.
     """
     marker = f"{CorruptFileError.__name__}: "
