@@ -12,6 +12,7 @@ the primary keys, the labels and :meth:`FeatureMap.input_columns`.
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -42,11 +43,12 @@ from spark_jobs.normalizers import impute, missing_indicator, normalize, pnorm
 
 log = logging.getLogger(__name__)
 
-# Vocabularies up to this size become a literal map in the plan; larger ones
-# are looked up through a broadcast hash join, since a map lookup scans its
-# keys. Measured (2M rows, 2 cores): even at ~30 values, the join 2x faster at
-# 200, 4x at 2000, 17x at 10000.
-MAP_LOOKUP_LIMIT = 64
+# Vocabularies up to this size become a literal map in the plan (Spark hashes a
+# large literal map's keys once and looks values up in that table); larger ones
+# are looked up through a broadcast hash join, which keeps the vocabulary out of
+# the plan. Measured (1M rows, 2 cores, Spark 4.2): the literal map 0.22 s vs the
+# join 0.32 s at 2,000 values, 0.27 vs 0.31 s at 20,000, 0.97 vs 0.81 s at 200,000.
+MAP_LOOKUP_LIMIT = 20_000
 
 
 def check_fmap(fmap: FeatureMap, frame: DataFrame, feature: FeatureSpec, source: str) -> None:
@@ -97,7 +99,10 @@ def category_id(
     if not vocab:
         return reserved_ids(feature, value, F.lit(None).cast("int"), layout)
     start = feature.offset + layout.first
-    lookup = F.map_from_arrays(F.lit(vocab), F.lit(list(range(start, start + len(vocab)))))
+    # One JSON literal, parsed once at planning: ``F.lit(vocab)`` would make a call to
+    # the JVM per value (~0.3 ms each, 0.6 s for 2,000 values).
+    ids = json.dumps({v: start + i for i, v in enumerate(vocab)})
+    lookup = F.from_json(F.lit(ids), T.MapType(T.StringType(), T.IntegerType(), False))
     return reserved_ids(feature, value, F.try_element_at(lookup, value), layout)
 
 
@@ -125,10 +130,14 @@ def numeric_vector(
     bucket: Bucket, types: dict[str, T.DataType], normalizers: Normalizers
 ) -> Column:
     """The bucket's ``<bucket>_nums`` column (``array<float>``): the imputed and
-    normalised feature positions, then one 0/1 position per missing indicator."""
-    values: list[Column] = []
+    normalised feature positions, then one 0/1 position per missing indicator.
+
+    Built as one SQL expression (:mod:`spark_jobs.sql_text`): one call to the JVM
+    per bucket rather than dozens per feature position.
+    """
+    values: list[str] = []
     stats: list[dict[str, float | None]] = []
-    flags: dict[str, Column] = {}
+    flags: dict[str, str] = {}
     for feature in bucket.nums:
         raw = element_values(
             feature.name, types[feature.name], feature.size, feature.meta.get("keys")
@@ -137,14 +146,18 @@ def numeric_vector(
         fills = fitted.get("fill") or [None] * feature.size  # none in older statistics
         values += impute(raw, fills)
         stats += [{k: v[i] for k, v in fitted.items()} for i in range(feature.size)]
-        flags[feature.name] = missing_indicator(raw)
+        if feature.name in bucket.missing_indicators:
+            flags[feature.name] = missing_indicator(raw)
     if bucket.encode and bucket.method == "pnorm":
-        vector = pnorm(F.array(*values), float(method_params("pnorm", bucket.params)["p"]))
+        p = float(method_params("pnorm", bucket.params)["p"])
+        vector = pnorm(f"array({', '.join(values)})", p)
     else:
-        vector = F.array(*normalize(values, stats, bucket.method, bucket.params, bucket.encode))
+        positions = normalize(values, stats, bucket.method, bucket.params, bucket.encode)
+        vector = f"array({', '.join(positions)})"
     if bucket.missing_indicators:
-        vector = F.concat(vector, F.array(*[flags[name] for name in bucket.missing_indicators]))
-    return vector.cast("array<float>").alias(bucket.nums_column)
+        ordered = ", ".join(flags[name] for name in bucket.missing_indicators)
+        vector = f"concat({vector}, array({ordered}))"
+    return F.expr(f"CAST({vector} AS ARRAY<FLOAT>)").alias(bucket.nums_column)
 
 
 def encode_frame(

@@ -34,7 +34,7 @@ from dlflow_airflow.contract.fmap import VOCAB_START, Bucket, Feature, FeatureMa
 from dlflow_airflow.contract.jobconf import JobConfig
 from dlflow_airflow.contract.schema import DEFAULT_BUCKET, BucketSpec, check_buckets
 from spark_jobs import vocabulary
-from spark_jobs.columns import col
+from spark_jobs.columns import col, quote
 from spark_jobs.encode_labels import fit_label_encodings
 from spark_jobs.feature_types import (
     ARRAY,
@@ -157,7 +157,7 @@ def _cut_aggs(value: Column, prefix: str) -> list[Column]:
 def _position_values(data_type: T.DataType, name: str, size: int) -> list[Column]:
     """Each position of an array column as a double."""
     element = data_type.elementType  # type: ignore[attr-defined]
-    return [as_double(F.try_element_at(col(name), F.lit(k + 1)), element) for k in range(size)]
+    return [as_double(f"try_element_at({quote(name)}, {k + 1})", element) for k in range(size)]
 
 
 def _cuts(frame: DataFrame, columns: FeatureColumns, sizes: dict[str, int], rows: int) -> Any:
@@ -168,7 +168,7 @@ def _cuts(frame: DataFrame, columns: FeatureColumns, sizes: dict[str, int], rows
         for k, value in enumerate(_position_values(columns.types[name], name, sizes[name])):
             aggs += _cut_aggs(value, f"__a{i}_{k}_")
     for i, name in enumerate(columns.named(SCALAR)):
-        aggs += _cut_aggs(as_double(col(name), columns.types[name]), f"__s{i}_")
+        aggs += _cut_aggs(as_double(quote(name), columns.types[name]), f"__s{i}_")
     if rows > CUTS_SAMPLE:
         frame = frame.sample(fraction=CUTS_SAMPLE / rows, seed=0)
     return frame.agg(*aggs).first()
@@ -227,7 +227,7 @@ def fit_statistics(
     for i, name in enumerate(arrays):
         aggs += _array_aggs(i, name, columns.types[name], sizes[name], name in medians)
     for i, name in enumerate(scalars):
-        value = as_double(col(name), columns.types[name])
+        value = as_double(quote(name), columns.types[name])
         aggs += statistic_aggs(value, f"__s{i}_", name in medians)
     aggs += [F.count(col(name)).alias(f"__n{i}") for i, name in enumerate(strings)]
     row = frame.agg(*aggs).first()

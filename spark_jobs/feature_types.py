@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from dlflow_airflow.contract.schema import FeatureSpec
-from spark_jobs.columns import col
+from spark_jobs import sql_text
 
 SCALAR, ARRAY, MAP, STRING = "scalar", "array", "map", "string"
 NUMERIC_TYPES = (
@@ -83,37 +83,47 @@ def kind_of(field: T.StructField) -> str:
     return "ctgs" if column_type(field) == STRING else "nums"
 
 
-def as_double(value: Column, data_type: T.DataType) -> Column:
-    """A number as a double: booleans 0/1, NaN as null."""
+def double_sql(value: str, data_type: T.DataType) -> str:
+    """SQL text: the number ``value`` (SQL text of type ``data_type``) as a double,
+    booleans 0/1, NaN as null."""
     if isinstance(data_type, T.BooleanType):
-        value = value.cast("int")
-    value = value.cast("double")
+        value = f"CAST({value} AS INT)"
+    value = f"CAST({value} AS DOUBLE)"
     if isinstance(data_type, (T.FloatType, T.DoubleType)):
-        value = F.nanvl(value, F.lit(None).cast("double"))
+        value = f"nanvl({value}, CAST(NULL AS DOUBLE))"
     return value
+
+
+def as_double(value: str, data_type: T.DataType) -> Column:
+    """:func:`double_sql` as a column."""
+    return F.expr(double_sql(value, data_type))
 
 
 def element_values(
     name: str, data_type: T.DataType, size: int, keys: list[str] | None = None
-) -> list[Column]:
-    """One double per position of a numeric feature (null where the value is missing).
+) -> list[str]:
+    """SQL text of one double per position of a numeric feature (null where the
+    value is missing).
 
     An array whose length is not ``size`` fails the Spark task with an error
     naming the column and both lengths.
     """
-    column = col(name)
+    column = sql_text.quote(name)
     if isinstance(data_type, T.ArrayType):
         element = data_type.elementType
-        values = [as_double(F.try_element_at(column, F.lit(i + 1)), element) for i in range(size)]
-        wrong = column.isNotNull() & (F.size(column) != F.lit(size))
-        message = F.concat(
-            F.lit(f"encode: array column {name!r} must hold {size} numbers (the fmap's size), "),
-            F.lit("a row holds "),
-            F.size(column).cast("string"),
+        values = [double_sql(f"try_element_at({column}, {i + 1})", element) for i in range(size)]
+        message = sql_text.string(
+            f"encode: array column {name!r} must hold {size} numbers (the fmap's size), "
+            "a row holds "
         )
-        values[0] = F.when(wrong, F.raise_error(message).cast("double")).otherwise(values[0])
+        wrong = f"{column} IS NOT NULL AND size({column}) != {size}"
+        error = f"raise_error(concat({message}, CAST(size({column}) AS STRING)))"
+        values[0] = f"CASE WHEN {wrong} THEN CAST({error} AS DOUBLE) ELSE {values[0]} END"
         return values
     if isinstance(data_type, T.MapType):
         value_type = data_type.valueType
-        return [as_double(F.try_element_at(column, F.lit(key)), value_type) for key in keys or []]
-    return [as_double(column, data_type)]
+        return [
+            double_sql(f"try_element_at({column}, {sql_text.string(key)})", value_type)
+            for key in keys or []
+        ]
+    return [double_sql(column, data_type)]

@@ -20,9 +20,11 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from dlflow_airflow.contract.schema import method_params
+from spark_jobs import sql_text
 
 METHODS = ("minmax", "zscore", "pnorm")
 FITTED = {"minmax": ("min", "max"), "zscore": ("mean", "std")}
+ZERO = sql_text.double(0.0)
 
 
 MEDIAN_ACCURACY = 10_000
@@ -57,20 +59,17 @@ def fill_value(
     return stats.get(strategy)
 
 
-def impute(values: list[Column], fills: list[float | None]) -> list[Column]:
-    """Each position with its nulls replaced by its fill value (None: left null)."""
+def impute(values: list[str], fills: list[float | None]) -> list[str]:
+    """Each position (SQL text) with its nulls replaced by its fill value (None: left null)."""
     return [
-        v if fill is None else F.coalesce(v, F.lit(float(fill)))
+        v if fill is None else f"coalesce({v}, {sql_text.double(fill)})"
         for v, fill in zip(values, fills, strict=True)
     ]
 
 
-def missing_indicator(values: list[Column]) -> Column:
-    """1.0 when any of a feature's positions is null, else 0.0."""
-    flag = values[0].isNull()
-    for value in values[1:]:
-        flag = flag | value.isNull()
-    return flag.cast("double")
+def missing_indicator(values: list[str]) -> str:
+    """SQL text: 1.0 when any of a feature's positions is null, else 0.0."""
+    return f"CAST(({' OR '.join(f'({v}) IS NULL' for v in values)}) AS DOUBLE)"
 
 
 def fitted_names(method: str, encode: bool) -> tuple[str, ...]:
@@ -79,15 +78,15 @@ def fitted_names(method: str, encode: bool) -> tuple[str, ...]:
 
 
 def normalize(
-    values: list[Column],
+    values: list[str],
     stats: list[dict[str, float | None]],
     method: str,
     params: dict[str, float | int | bool],
     encode: bool,
-) -> list[Column]:
-    """The bucket's numeric vector, position by position."""
+) -> list[str]:
+    """The bucket's numeric vector, position by position (SQL text)."""
     if not encode:
-        return [F.coalesce(v, F.lit(0.0)) for v in values]
+        return [f"coalesce({v}, {ZERO})" for v in values]
     params = method_params(method, params)
     if method == "minmax":
         low, high = float(params["min"]), float(params["max"])
@@ -101,30 +100,31 @@ def normalize(
     raise ValueError(f"method {method!r} is not position-wise")
 
 
-def _minmax(value: Column, lo: float | None, hi: float | None, low: float, high: float) -> Column:
+def _minmax(value: str, lo: float | None, hi: float | None, low: float, high: float) -> str:
     if lo is None or hi is None or hi <= lo:
-        return F.lit(low)
-    ratio = (value - F.lit(lo)) / F.lit(hi - lo)
-    clipped = F.least(F.greatest(ratio, F.lit(0.0)), F.lit(1.0))
-    scaled = clipped if (low, high) == (0.0, 1.0) else F.lit(low) + clipped * F.lit(high - low)
-    return F.coalesce(scaled, F.lit(low))
+        return sql_text.double(low)
+    ratio = f"(({value}) - {sql_text.double(lo)}) / {sql_text.double(hi - lo)}"
+    clipped = f"least(greatest({ratio}, {ZERO}), {sql_text.double(1.0)})"
+    if (low, high) != (0.0, 1.0):
+        clipped = f"{sql_text.double(low)} + {clipped} * {sql_text.double(high - low)}"
+    return f"coalesce({clipped}, {sql_text.double(low)})"
 
 
-def _zscore(
-    value: Column, stats: dict[str, float | None], with_mean: bool, with_std: bool
-) -> Column:
+def _zscore(value: str, stats: dict[str, float | None], with_mean: bool, with_std: bool) -> str:
     mean, std = stats.get("mean"), stats.get("std")
     if mean is None:
-        return F.lit(0.0)
-    centred = value - F.lit(mean) if with_mean else value
+        return ZERO
+    centred = f"({value}) - {sql_text.double(mean)}" if with_mean else f"({value})"
     if with_std and std:
-        centred = centred / F.lit(std)
-    return F.coalesce(centred, F.lit(0.0))
+        centred = f"({centred}) / {sql_text.double(std)}"
+    return f"coalesce({centred}, {ZERO})"
 
 
-def pnorm(vector: Column, p: float) -> Column:
-    """``vector / ||vector||_p`` for an ``array<double>`` column; a zero vector stays zero."""
-    vector = F.transform(vector, lambda x: F.coalesce(x, F.lit(0.0)))
-    total = F.aggregate(vector, F.lit(0.0), lambda acc, x: acc + F.pow(F.abs(x), F.lit(p)))
-    norm = F.pow(total, F.lit(1.0 / p))
-    return F.when(norm > 0, F.transform(vector, lambda x: x / norm)).otherwise(vector)
+def pnorm(vector: str, p: float) -> str:
+    """SQL text: ``vector / ||vector||_p`` for an ``array<double>``; a zero vector stays zero."""
+    x, y, acc = "__dlflow_x", "__dlflow_y", "__dlflow_acc"  # lambda variables, not columns
+    vector = f"transform({vector}, {x} -> coalesce({x}, {ZERO}))"
+    power = sql_text.double(p)
+    total = f"aggregate({vector}, {ZERO}, ({acc}, {x}) -> {acc} + power(abs({x}), {power}))"
+    norm = f"power({total}, {sql_text.double(1.0 / p)})"
+    return f"CASE WHEN {norm} > 0 THEN transform({vector}, {y} -> {y} / {norm}) ELSE {vector} END"

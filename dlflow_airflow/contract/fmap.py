@@ -35,6 +35,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -235,8 +236,9 @@ class FeatureMap:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True)
 
-    @property
+    @functools.cached_property
     def checksum(self) -> str:
+        """The checksum of :meth:`to_dict` (computed once: the fmap is immutable)."""
         return self.to_dict()["checksum"]
 
     @classmethod

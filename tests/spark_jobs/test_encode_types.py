@@ -218,6 +218,24 @@ def test_bad_input_is_refused_before_writing(
     assert not storage.exists(job.layout.femodel("ctr", DATE))
 
 
+@pytest.mark.parametrize("measure_drift", [True, False], ids=["drift", "no-drift"])
+def test_an_empty_day_with_a_reused_fmap_is_refused(
+    spark: Any, workspace: str, write_table: Any, make_job: Any, measure_drift: bool
+) -> None:
+    """No check before the write on this path: the written rows' count refuses the day,
+    and nothing is committed (the drift, measured first, has nothing to compare)."""
+    schema = "uid long, label int, x double, city string"
+    first = make_job("encode", workspace)
+    write_table(first.layout.raw("ctr", DATE), [(1, 0, 1.0, "a"), (2, 1, 2.0, "b")], schema)
+    encode.run(spark, first)
+    gate = {"psi_max": 0, "null_rate_increase_max": 0, "unseen_rate_max": 0, "on_breach": "fail"}
+    later = make_job("encode", workspace, NEXT_DATE, model_date=DATE, options={"drift": gate})
+    write_table(later.layout.raw("ctr", NEXT_DATE), [], schema)
+    with pytest.raises(EncodeError, match="dt=2026-01-02 has no rows; nothing was written"):
+        encode.run(spark, later, measure_drift=measure_drift)
+    assert not storage.exists(later.layout.encoded("ctr", NEXT_DATE))
+
+
 def test_bucket_typo_suggests_the_column(
     spark: Any, workspace: str, write_table: Any, make_job: Any
 ) -> None:
