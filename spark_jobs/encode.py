@@ -48,7 +48,7 @@ from dlflow_airflow.contract.jobconf import JobConfig
 from dlflow_airflow.contract.layout import SUCCESS_MARKER
 from dlflow_airflow.contract.options import EncodeOptions
 from spark_jobs import drift
-from spark_jobs.encode_apply import check_fmap, encode_frame
+from spark_jobs.encode_apply import check_fmap, encode_frame, write_options
 from spark_jobs.encode_champion import encode_champion
 from spark_jobs.encode_labels import (
     bad_binary_labels,
@@ -188,7 +188,7 @@ def encode(
             metrics.append(F.count_if(bad).alias("bad"))
         written = Observation("encoded")
         encoded = encode_frame(spark, raw, fmap, normalizers)
-        encoded.observe(written, *metrics).write.parquet(folder)
+        encoded.observe(written, *metrics).write.options(**write_options(fmap)).parquet(folder)
         rows = written.get["rows"]
         if not rows:  # a fit refused an empty partition before it started
             raise_no_rows(raw_uri)

@@ -33,7 +33,7 @@ from dlflow_airflow.contract.artifacts import (
 from dlflow_airflow.contract.fmap import FMAP_FILE, FeatureMap, FmapError, Normalizers
 from dlflow_airflow.contract.jobconf import JobConfig
 from dlflow_airflow.contract.model_resolution import resolve_champion
-from spark_jobs.encode_apply import check_fmap, encode_frame
+from spark_jobs.encode_apply import check_fmap, encode_frame, write_options
 from spark_jobs.feature_types import EncodeError
 from spark_jobs.paths import Staging
 
@@ -84,5 +84,6 @@ def write_champion_rows(
     except (FmapError, EncodeError) as exc:
         reason = f"the champion {found.uri} cannot score this date: {exc}"
         return ChampionRecord(None, model=found.uri, fmap=femodel, reason=reason)
-    encode_frame(spark, raw, fmap, normalizers).write.parquet(folder)
+    encoded = encode_frame(spark, raw, fmap, normalizers)
+    encoded.write.options(**write_options(fmap)).parquet(folder)
     return ChampionRecord(found.date, found.uri, femodel, fmap.checksum)

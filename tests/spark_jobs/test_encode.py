@@ -119,6 +119,27 @@ def test_fit_writes_fmap_and_encoded_table(spark: Any, raw_job: Any) -> None:
     assert encoded_rows(spark, result["output"]) == EXPECTED_ONE
 
 
+def test_encoded_files_hold_plain_values_and_key_statistics(spark: Any, raw_job: Any) -> None:
+    """No dictionary pages (normalised numbers and ids are written plain), no min/max
+    statistics for the feature arrays, statistics for the key column."""
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    result = encode.run(spark, raw_job)
+    filesystem, folder = storage.resolve(result["output"])
+    files = filesystem.get_file_info(pafs.FileSelector(folder))
+    parts = [f.path for f in files if f.path.endswith(".parquet")]
+    assert parts
+    for path in parts:
+        with filesystem.open_input_file(path) as source:
+            group = pq.ParquetFile(source).metadata.row_group(0)
+        chunks = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+        assert not any(c.has_dictionary_page for c in chunks.values()), chunks
+        assert chunks["uid"].is_stats_set
+        arrays = [c for name, c in chunks.items() if name.endswith(".list.element")]
+        assert len(arrays) == 3 and not any(c.is_stats_set for c in arrays)
+
+
 def test_reused_fmap_clips_and_maps_unseen_to_offset_zero(
     spark: Any, raw_job: Any, write_table: Any, make_job: Any
 ) -> None:
