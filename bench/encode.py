@@ -7,11 +7,11 @@ Every column type is present: int, long, float, double, boolean, strings
 path), array<double> of size 4 and map<string, double>. Figures printed:
 
 - plain: read the raw table and write it back as Parquet (the floor);
-- encode, fit: fit the fmap + normalisers, transform, write;
 - encode, fmap reused: transform + write with an existing fmap;
+- encode, fit: fit the fmap + normalisers, transform, write;
 
-  these three interleaved, ``--repeat`` rounds (default 3): medians, spread and
-  the goals (reused >= 0.8x plain, fit >= 0.4x plain);
+  each encode interleaved with plain, ``--repeat`` rounds (default 3) each pair:
+  medians, spread and the goals (reused >= 0.8x plain, fit >= 0.4x plain);
 - DLFlow-style: every row mapped through Python one at a time (``rdd.map``),
   on a sample (``--baseline-rows``, default 100k) because it is slow;
 - drift, side by side: encode with a reused fmap with and without measuring
@@ -197,19 +197,37 @@ def main() -> None:
         reused_result: dict[str, Any] = {}
         plain_label, fit_label = "plain Spark read + write", "our encode: fit + transform + write"
         reused_label = "our encode: fmap reused (transform + write)"
-        medians = side_by_side(
+
+        def plain_write() -> None:
+            spark.read.parquet(raw_uri).write.mode("overwrite").parquet(f"{tmp}/plain")
+
+        # Each goal from rounds of its own two contenders, after one untimed run of each
+        # on this table: the code Spark generates holds the fitted statistics, so the
+        # warm-up table's runs do not compile it, and the first runs of a plan are slower
+        # (measured without these runs: the reused encode's three rounds 1.7-2.6 s, median
+        # 2.1 s; 1.65-1.75 s in later rounds).
+        encode.run(spark, refit)  # the fmap the reused rounds apply
+        encode.run(spark, job)
+        plain_write()
+        print("reused fmap against plain, interleaved:")
+        reused_medians = side_by_side(
             {
-                plain_label: lambda: (
-                    spark.read.parquet(raw_uri).write.mode("overwrite").parquet(f"{tmp}/plain")
-                ),
-                fit_label: lambda: encode.run(spark, refit),  # writes the fmap reused next
+                plain_label: plain_write,
                 reused_label: lambda: reused_result.update(encode.run(spark, job)),
             },
             args.repeat,
             rows,
         )
-        plain, fit, reused = (rows / medians[k] for k in (plain_label, fit_label, reused_label))
-        assert reused_result["fmap_reused"], "the second run should reuse the fmap"
+        print("fit against plain, interleaved:")
+        fit_medians = side_by_side(
+            {plain_label: plain_write, fit_label: lambda: encode.run(spark, refit)},
+            args.repeat,
+            rows,
+        )
+        assert reused_result["fmap_reused"], "the reused rounds should reuse the fmap"
+        reused_ratio = reused_medians[plain_label] / reused_medians[reused_label]
+        fit_ratio = fit_medians[plain_label] / fit_medians[fit_label]
+        reused = rows / reused_medians[reused_label]
 
         femodel = job.layout.femodel("bench", DATE)
         fmap = FeatureMap.load(femodel)
@@ -228,8 +246,8 @@ def main() -> None:
             ),
         )
         print()
-        goal("fmap reused / plain read+write", reused / plain, at_least=0.8)
-        goal("fit + transform / plain read+write", fit / plain, at_least=0.4)
+        goal("fmap reused / plain read+write", reused_ratio, at_least=0.8)
+        goal("fit + transform / plain read+write", fit_ratio, at_least=0.4)
         goal("fmap reused / DLFlow-style", reused / baseline, at_least=20)
         print()
         drift_cost(spark, job, args.drift_repeat)
