@@ -14,6 +14,7 @@ from pyspark.sql import types as T
 
 from dlflow_airflow.contract.schema import FeatureSpec
 from spark_jobs import sql_text
+from spark_jobs.columns import quote
 
 SCALAR, ARRAY, MAP, STRING = "scalar", "array", "map", "string"
 NUMERIC_TYPES = (
@@ -108,7 +109,7 @@ def element_values(
     An array whose length is not ``size`` fails the Spark task with an error
     naming the column and both lengths.
     """
-    column = sql_text.quote(name)
+    column = quote(name)
     if isinstance(data_type, T.ArrayType):
         element = data_type.elementType
         values = [double_sql(f"try_element_at({column}, {i + 1})", element) for i in range(size)]

@@ -4,8 +4,9 @@ Encode builds each bucket's numeric vector as one SQL expression: with
 PySpark's Column API every literal and operator is a call to the JVM (~0.1-0.2 ms
 each, ~35 per feature position), which made building the plan a noticeable
 share of a small encode (measured: 80 ms for the 11 positions of
-``bench/encode.py``'s table, 4 ms as text). Literals written here hold exactly
-the Python value whatever the session's parser settings:
+``bench/encode.py``'s table, 2 ms as text). Column names are quoted by
+:func:`spark_jobs.columns.quote`; literals written here hold exactly the
+Python value whatever the session's parser settings:
 
 - doubles with the ``D`` suffix (``repr`` round-trips every finite double);
   infinities and NaN as casts of their names;
@@ -16,10 +17,6 @@ the Python value whatever the session's parser settings:
 from __future__ import annotations
 
 import math
-
-from spark_jobs.columns import quote
-
-__all__ = ["double", "function", "quote", "string"]
 
 
 def double(value: float) -> str:
@@ -35,8 +32,3 @@ def double(value: float) -> str:
 def string(value: str) -> str:
     """A STRING literal of ``value``."""
     return f"CAST(X'{value.encode('utf-8').hex()}' AS STRING)"
-
-
-def function(name: str, *args: str) -> str:
-    """``name(arg, ...)``."""
-    return f"{name}({', '.join(args)})"
