@@ -6,14 +6,16 @@ nulls, per number position the values in each fitted bin, per string (map)
 the values (entries) of each profiled category and those outside the
 vocabulary. :func:`measure` turns the counts into a drift report
 (:func:`dlflow_airflow.contract.drift.compare`), logs its table and applies the
-gate (``encode.drift``): ``fail`` raises before anything is written.
+gate (``encode.drift``): ``fail`` raises and nothing is committed. :func:`begin`
+lets encode write its table while a small raw partition is counted.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,8 +40,17 @@ from dlflow_airflow.contract.fmap import FMAP_FILE, Feature, FeatureMap
 from dlflow_airflow.contract.jobconf import JobConfig
 from spark_jobs.columns import cols
 from spark_jobs.feature_types import dtype_category, feature_fields
+from spark_jobs.parquet_units import READ_ERRORS
 
 log = logging.getLogger(__name__)
+
+# A plain Parquet partition of at most this many bytes is counted by the driver with
+# pyarrow, not by a Spark job. Measured on bench/encode.py's raw table (1M rows, 72 MB,
+# 2 cores): the driver counts it in 0.13 s of one core, a Spark job over it takes
+# 0.2 s, of which 0.1 s is the job's start-up (an empty job of two Python tasks); at
+# this size the driver's count takes at most ~0.25 s of one core. At encode, the
+# driver counts beside the write of the encoded table (:func:`begin`).
+DRIVER_COUNT_BYTES = 128 * 2**20
 
 
 @dataclass(frozen=True)
@@ -218,10 +229,24 @@ def count_files(targets: list[Target], uris: Iterator[str]) -> Iterator[list[int
     yield totals.tolist()
 
 
-def parquet_files(frame: DataFrame) -> list[str] | None:
+@dataclass(frozen=True)
+class RawFiles:
+    """The files of a plain Parquet read that pyarrow can open, and their total bytes."""
+
+    uris: list[str]
+    size: int
+
+    @property
+    def small(self) -> bool:
+        """Whether the driver counts them (:data:`DRIVER_COUNT_BYTES`)."""
+        return self.size <= DRIVER_COUNT_BYTES
+
+
+def parquet_files(frame: DataFrame) -> RawFiles | None:
     """The files of a plain Parquet read (no filter, projection or partition column)
     that pyarrow can open (:func:`dlflow_airflow.contract.storage.resolve`), else None
-    (also for a session without a JVM plan to read, e.g. Spark Connect)."""
+    (also for a session without a JVM plan to read, e.g. Spark Connect). Their size
+    is Spark's, from the listing it made for the read."""
     try:
         plan = frame._jdf.queryExecution().analyzed()
     except Exception:  # no _jdf (Spark Connect) or a py4j error: count through Spark
@@ -241,7 +266,65 @@ def parquet_files(frame: DataFrame) -> list[str] | None:
             storage.resolve(uri)  # s3a://, say, is Hadoop's own
     except (ValueError, OSError, NotImplementedError):
         return None
-    return files
+    return RawFiles(files, int(relation.location().sizeInBytes()))
+
+
+def count_on_driver(targets: list[Target], files: RawFiles) -> list[int]:
+    """The counts of :func:`count_files`, read by this process (no Spark job)."""
+    return next(count_files(targets, iter(files.uris)))
+
+
+def count_in_tasks(frame: DataFrame, targets: list[Target], files: RawFiles) -> list[int] | None:
+    """The counts of ``files`` read with pyarrow in Spark tasks (one per core, each a
+    share of the files), added up; None when a task cannot read them (count through
+    Spark's reader instead)."""
+    spark = frame.sparkSession
+    counter = functools.partial(count_files, targets)
+    # One task per core, not per file: on a small day the tasks' start-up is the cost.
+    slices = max(min(len(files.uris), spark.sparkContext.defaultParallelism), 1)
+    parts = spark.sparkContext.parallelize(files.uris, slices).mapPartitions(counter)
+    try:
+        return _added(parts.collect())
+    except Exception as exc:  # an executor without libhdfs, a corrupt file...
+        _fell_back("in the tasks", exc)
+        return None
+
+
+def count_handed_over(frame: DataFrame, targets: list[Target]) -> list[int]:
+    """The counts of the frame's columns handed over by Spark (``mapInArrow``), added up."""
+    names = list(dict.fromkeys(t.name for t in targets))
+    schema = T.StructType([T.StructField("counts", T.ArrayType(T.LongType(), False), False)])
+    body = functools.partial(count_batches, targets)
+    found = [row["counts"] for row in frame.select(*cols(names)).mapInArrow(body, schema).collect()]
+    return _added(found) or [0] * (1 + sum(map(_slots, targets)))
+
+
+def _added(found: list[list[int]]) -> list[int]:
+    """Per-task counts added up (empty: no task)."""
+    return [sum(column) for column in zip(*found, strict=True)]
+
+
+def _fell_back(where: str, exc: BaseException) -> None:
+    """Log why the raw files are counted another way."""
+    text = str(exc).strip()
+    log.warning(
+        "drift: reading the raw files with pyarrow %s failed (%s); counting %s instead",
+        where,
+        text.splitlines()[-1][:300] if text else type(exc).__name__,
+        "in Spark tasks" if where == "on the driver" else "through Spark's reader",
+    )
+
+
+def counted(
+    frame: DataFrame, targets: list[Target], files: RawFiles | None, totals: list[int] | None
+) -> list[int]:
+    """``totals`` when counted, else the counts from Spark: pyarrow in its tasks for
+    ``files``, Spark's reader otherwise (or when the tasks cannot read them)."""
+    if totals is None and files is not None and files.uris:
+        totals = count_in_tasks(frame, targets, files)
+    if totals is None:
+        totals = count_handed_over(frame, targets)
+    return totals
 
 
 def _profile(counts: list[int], target: Target, rows: int) -> FeatureProfile:
@@ -263,48 +346,36 @@ def _profile(counts: list[int], target: Target, rows: int) -> FeatureProfile:
 
 def count_features(frame: DataFrame, targets: list[Target]) -> tuple[int, list[FeatureProfile]]:
     """The frame's rows and each target's counts, in one pass over the raw columns,
-    counted with numpy over Arrow batches (one row of counts per task), added up on
-    the driver.
+    counted with numpy over Arrow batches.
 
     A plain Parquet read (:func:`parquet_files`, the raw table at encode and fit) is
-    read with pyarrow in the tasks (one per core, each a share of the files; strings
-    and map keys as dictionaries); any other frame hands its columns over with
-    ``mapInArrow``. Measured on ``bench/encode.py``'s table (1M rows, 2 cores): 0.12 s
-    of counting, 0.2-0.35 s as a Spark job, from the files; 1.4 s handed over (Spark
-    decodes the Parquet into rows, then into Arrow again). Counting in Spark
-    (``count(when(...))``, or observed while the encoded table is written) makes
-    expressions too large for the JVM to compile: 3 s to 10 s more.
+    read with pyarrow: by the driver when small (:data:`DRIVER_COUNT_BYTES`), else in
+    Spark tasks (one per core, each a share of the files, one row of counts per task,
+    added up on the driver); strings and map keys as dictionaries. Any other frame
+    hands its columns over with ``mapInArrow``. Measured on ``bench/encode.py``'s
+    table (1M rows, 2 cores): 0.13 s counted by the driver, 0.2 s as a Spark job
+    reading the files; 1.4 s handed over (Spark decodes the Parquet into rows, then
+    into Arrow again). Counting in Spark (``count(when(...))``, or observed while the
+    encoded table is written) makes expressions too large for the JVM to compile:
+    3 s to 10 s more.
     """
-    spark = frame.sparkSession
-    size = 1 + sum(map(_slots, targets))
     files = parquet_files(frame)
-    found = None
-    if files is not None:
-        counter = functools.partial(count_files, targets)
-        # One task per core, not per file: on a small day the tasks' start-up is the cost.
-        slices = max(min(len(files), spark.sparkContext.defaultParallelism), 1)
-        parts = spark.sparkContext.parallelize(files, slices).mapPartitions(counter)
+    totals = None
+    if files is not None and files.small:
         try:
-            found = parts.collect() if files else []
-        except Exception as exc:  # an executor without libhdfs, a corrupt file...
-            log.warning(
-                "drift: reading the raw files with pyarrow failed (%s); counting through "
-                "Spark's reader instead",
-                str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else type(exc),
-            )
-    if found is None:
-        names = list(dict.fromkeys(t.name for t in targets))
-        schema = T.StructType([T.StructField("counts", T.ArrayType(T.LongType(), False), False)])
-        body = functools.partial(count_batches, targets)
-        found = [
-            row["counts"] for row in frame.select(*cols(names)).mapInArrow(body, schema).collect()
-        ]
-    totals = [sum(column) for column in zip(*found, strict=True)] or [0] * size
-    rows, at, counted = totals[0], 1, []
+            totals = count_on_driver(targets, files)
+        except READ_ERRORS as exc:  # a driver without libhdfs, a corrupt file...
+            _fell_back("on the driver", exc)
+    return _profiles(targets, counted(frame, targets, files, totals))
+
+
+def _profiles(targets: list[Target], totals: list[int]) -> tuple[int, list[FeatureProfile]]:
+    """The rows and each target's profile, from the added-up counts."""
+    rows, at, found = totals[0], 1, []
     for target in targets:
-        counted.append(_profile(totals[at : at + _slots(target)], target, rows))
+        found.append(_profile(totals[at : at + _slots(target)], target, rows))
         at += _slots(target)
-    return rows, counted
+    return rows, found
 
 
 def kind_of(feature: Feature) -> str:
@@ -346,30 +417,62 @@ class Drift:
         return self.report.summary(uri)
 
 
-def measure(
+def begin(
     frame: DataFrame,
     job: JobConfig,
     femodel: Partition,
     fmap: FeatureMap,
     profile: Profile | None,
-) -> Drift:
-    """The drift of ``frame`` against the profile of the reused fmap, logged and gated.
+) -> Callable[[], Drift]:
+    """Start measuring the drift of ``frame`` against the profile of the reused fmap;
+    the call returned gives it, logged and gated.
 
-    :raises DriftBreachError: a bound of ``encode.drift`` is exceeded and its
-        ``on_breach`` is ``fail`` (before anything is written).
+    A small plain Parquet partition (:data:`DRIVER_COUNT_BYTES`) is counted by the
+    driver in a thread, beside what the caller does next (encode writes its table
+    into staging meanwhile, so a breach is found after that write and nothing is
+    committed); any other is counted and gated now, before the caller writes.
+
+    :raises DriftBreachError: (from the call) a bound of ``encode.drift`` is exceeded
+        and its ``on_breach`` is ``fail``.
     """
     source = f"{femodel.uri}/{FMAP_FILE}"
     if profile is None:
         reason = f"the fmap {source} has no profile (fitted before profiles existed)"
         log.info("drift not measured: %s", reason)
-        return Drift(skipped=reason)
+        return functools.partial(Drift, skipped=reason)
     if profile.fmap_checksum != fmap.checksum:
         reason = f"the profile beside {source} belongs to another fmap ({profile.fmap_checksum})"
         log.warning("drift not measured: %s", reason)
-        return Drift(skipped=reason)
-    rows, counted = count_features(frame, drift_targets(frame, fmap, profile))
+        return functools.partial(Drift, skipped=reason)
+    targets = drift_targets(frame, fmap, profile)
     columns = tuple(f.name for f in feature_fields(frame.schema, job.feature))
-    now = Profile(fmap.checksum, profile.model_date, rows, columns, tuple(counted))
+
+    def judged(totals: list[int]) -> Drift:
+        rows, found = _profiles(targets, totals)
+        now = Profile(fmap.checksum, profile.model_date, rows, columns, tuple(found))
+        return _judge(profile, now, job, femodel)
+
+    files = parquet_files(frame)
+    if files is None or not files.small:
+        drifted = judged(counted(frame, targets, files, None))
+        return lambda: drifted
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlflow-drift")
+    pending = pool.submit(count_on_driver, targets, files)
+    pool.shutdown(wait=False)  # the thread ends with the count
+
+    def finish() -> Drift:
+        try:
+            totals = pending.result()
+        except READ_ERRORS as exc:  # a driver without libhdfs, a corrupt file...
+            _fell_back("on the driver", exc)
+            totals = None
+        return judged(counted(frame, targets, files, totals))
+
+    return finish
+
+
+def _judge(profile: Profile, now: Profile, job: JobConfig, femodel: Partition) -> Drift:
+    """The day's profile ``now`` against the fit's, logged and gated."""
     gate = job.options.drift
     report = compare(profile, now, gate, date=job.date, fmap=femodel.uri)
     log.info("drift of %s against the fit of %s:\n%s", job.date, femodel.date, report.table())
@@ -378,7 +481,7 @@ def measure(
         if gate.on_breach == "fail":
             raise DriftBreachError(
                 f"encode of {job.date}: drift beyond encode.drift against the fmap of "
-                f"{femodel.date}, nothing was written: " + "; ".join(lines)
+                f"{femodel.date}, nothing was committed: " + "; ".join(lines)
             )
         log.warning("drift beyond encode.drift (on_breach: warn): %s", "; ".join(lines))
     return Drift(report)

@@ -148,16 +148,30 @@ def numeric_vector(
         stats += [{k: v[i] for k, v in fitted.items()} for i in range(feature.size)]
         if feature.name in bucket.missing_indicators:
             flags[feature.name] = missing_indicator(raw)
-    if bucket.encode and bucket.method == "pnorm":
+    indicators = [flags[name] for name in bucket.missing_indicators]
+    if bucket.encode and bucket.method == "pnorm":  # a function of the whole vector
         p = float(method_params("pnorm", bucket.params)["p"])
         vector = pnorm(f"array({', '.join(values)})", p)
-    else:
-        positions = normalize(values, stats, bucket.method, bucket.params, bucket.encode)
-        vector = f"array({', '.join(positions)})"
-    if bucket.missing_indicators:
-        ordered = ", ".join(flags[name] for name in bucket.missing_indicators)
-        vector = f"concat({vector}, array({ordered}))"
-    return F.expr(f"CAST({vector} AS ARRAY<FLOAT>)").alias(bucket.nums_column)
+        if indicators:
+            vector = f"concat({vector}, array({', '.join(indicators)}))"
+        return F.expr(f"CAST({vector} AS ARRAY<FLOAT>)").alias(bucket.nums_column)
+    positions = normalize(values, stats, bucket.method, bucket.params, bucket.encode)
+    return F.expr(float_array([*positions, *indicators])).alias(bucket.nums_column)
+
+
+def float_array(positions: list[str]) -> str:
+    """SQL text: ``array<float>`` (elements nullable, as every encoded table has them)
+    of the ``positions`` (SQL text of doubles, none null), each cast to float.
+
+    Not a cast of an array of doubles: Spark casts an array element by element into
+    boxed objects, 8% of the encoded write on ``bench/encode.py``'s table (1.48 s
+    against 1.36 s, medians of seven). An array of non-null floats would be written
+    with required elements, so the first position goes through ``try_multiply`` by 1,
+    which is exact for every float (NaN, infinities and -0.0 included) and nullable.
+    """
+    floats = [f"CAST({position} AS FLOAT)" for position in positions]
+    floats[0] = f"try_multiply({floats[0]}, CAST(1 AS FLOAT))"
+    return f"array({', '.join(floats)})"
 
 
 def encode_frame(

@@ -70,9 +70,17 @@ def check_labels(frame: DataFrame, job: JobConfig, source: str) -> None:
         raise_bad_binary_labels(frame, job, source, bad)
 
 
-def bad_binary_labels(frame: DataFrame, job: JobConfig, source: str) -> Column | None:
+def binary_labels(job: JobConfig) -> list[str]:
+    """The labels the job's model learns as binary (0 or 1)."""
+    return [label for label, kind in job_label_kinds(job).items() if kind == BINARY]
+
+
+def bad_binary_labels(
+    frame: DataFrame, job: JobConfig, source: str, labels: list[str] | None = None
+) -> Column | None:
     """Every label's type checked against its kind (no Spark job); the condition true
-    for a row whose binary label is not 0 or 1 (None: the model has no binary label).
+    for a row whose binary label (of ``labels``, default all) is not 0 or 1 (None:
+    no such label).
 
     :raises EncodeError: a label whose type does not suit its kind.
     """
@@ -80,7 +88,7 @@ def bad_binary_labels(frame: DataFrame, job: JobConfig, source: str) -> Column |
     types = {f.name: f.dataType for f in frame.schema.fields}
     for label, kind in kinds.items():
         _check_type(label, kind, types[label], source, job.model.name)
-    binary = [label for label, kind in kinds.items() if kind == BINARY]
+    binary = [label for label in binary_labels(job) if labels is None or label in labels]
     if not binary:
         return None
     bad = [~col(c).cast("double").isin(0.0, 1.0) | col(c).isNull() for c in binary]
@@ -91,21 +99,91 @@ def bad_binary_labels(frame: DataFrame, job: JobConfig, source: str) -> Column |
 
 
 def raise_bad_binary_labels(
-    frame: DataFrame, job: JobConfig, source: str, bad: Column, counted: int | None = None
+    frame: DataFrame, job: JobConfig, source: str, bad: Column, found: str | None = None
 ) -> None:
     """Raise for the first rows where ``bad`` holds (:func:`bad_binary_labels`), if any.
 
-    :param counted: the rows an earlier pass found bad: raise even if the rows read
+    :param found: what an earlier pass found bad: raise with it even if the rows read
         now show none (the input changed in between).
     :raises EncodeError: naming up to three such rows' labels.
     """
-    binary = [label for label, kind in job_label_kinds(job).items() if kind == BINARY]
+    binary = binary_labels(job)
     sample = frame.where(bad).select(*cols(binary)).limit(3).collect()
-    if sample or counted:
-        found = f"e.g. {[row.asDict() for row in sample]}" if sample else f"{counted} such rows"
+    if sample or found:
+        shown = f"e.g. {[row.asDict() for row in sample]}" if sample else found
         raise EncodeError(
             f"{source}: model {job.model.name!r} learns {binary} as binary labels, so they "
-            f"must be 0 or 1 in every row; found {found}"
+            f"must be 0 or 1 in every row; found {shown}"
+        )
+
+
+# Binary label types whose written values the Parquet statistics (min, max, nulls)
+# prove to be 0 or 1: encode checks them from the written files' footers, with no
+# work per row; other types (a double label may hold 0.5) are checked as written.
+STATISTICS_TYPES = (T.BooleanType, *INTEGER_TYPES)
+
+
+def split_binary_labels(frame: DataFrame, job: JobConfig) -> tuple[list[str], list[str]]:
+    """The binary labels whose written values the file statistics check, and the rest."""
+    types = {f.name: f.dataType for f in frame.schema.fields}
+    binary = binary_labels(job)
+    by_statistics = [c for c in binary if isinstance(types.get(c), STATISTICS_TYPES)]
+    return by_statistics, [c for c in binary if c not in by_statistics]
+
+
+def outside_statistics(footers: list[tuple[str, Any]], labels: list[str]) -> dict[str, str] | None:
+    """The ``labels`` whose written values are not all 0 or 1 by the files' statistics
+    (nulls, or a minimum or maximum outside 0..1), each with what its statistics show;
+    None when a column chunk has no statistics to tell."""
+    low: dict[str, int] = {}
+    high: dict[str, int] = {}
+    nulls = dict.fromkeys(labels, 0)
+    for _, metadata in footers:
+        for group in range(metadata.num_row_groups):
+            chunks = metadata.row_group(group)
+            by_name = {chunks.column(i).path_in_schema: i for i in range(chunks.num_columns)}
+            for label in labels:
+                chunk = chunks.column(by_name[label])
+                stats = chunk.statistics
+                if stats is None or not stats.has_null_count:
+                    return None
+                nulls[label] += stats.null_count
+                if stats.has_min_max:
+                    low[label] = min(int(stats.min), low.get(label, int(stats.min)))
+                    high[label] = max(int(stats.max), high.get(label, int(stats.max)))
+                elif stats.null_count < chunk.num_values:  # values, but no min and max
+                    return None
+    outside = {}
+    for label in labels:
+        if nulls[label] or low.get(label, 0) < 0 or high.get(label, 1) > 1:
+            values = f", values from {low[label]} to {high[label]}" if label in low else ""
+            outside[label] = f"{label!r}: {nulls[label]} null(s){values} in the written rows"
+    return outside
+
+
+def check_written_labels(
+    frame: DataFrame,
+    job: JobConfig,
+    source: str,
+    labels: list[str],
+    footers: list[tuple[str, Any]] | None,
+) -> None:
+    """The binary ``labels`` (:func:`split_binary_labels`) are 0 or 1 in every row,
+    by the statistics of the written files (``footers``; None: not read), else by a
+    Spark pass over ``frame``.
+
+    :raises EncodeError: naming the rows (or, when the input no longer shows them,
+        what the statistics showed).
+    """
+    if not labels:
+        return
+    outside = None if footers is None else outside_statistics(footers, labels)
+    if outside == {}:
+        return
+    bad = bad_binary_labels(frame, job, source, list(outside or labels))
+    if bad is not None:
+        raise_bad_binary_labels(
+            frame, job, source, bad, "; ".join(outside.values()) if outside else None
         )
 
 

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from dlflow_airflow.contract import storage
 
@@ -56,33 +57,40 @@ class ParquetUnit:
     rows: int
 
 
+def read_footers(partition_uri: str) -> list[tuple[str, pq.FileMetaData]]:
+    """Each part file of the partition (its path in the partition's file system) and
+    its footer, in file order; the footers read in :data:`FOOTER_THREADS` threads.
+
+    :raises ValueError, NotImplementedError: pyarrow cannot open the URI's scheme.
+    :raises READ_ERRORS: a file cannot be listed or its footer read.
+    """
+    filesystem, path = storage.resolve(partition_uri)
+    files = storage.part_files(filesystem, path)
+
+    def footer(file: str) -> pq.FileMetaData:
+        return pq.read_metadata(file, filesystem=filesystem)
+
+    with ThreadPoolExecutor(max_workers=FOOTER_THREADS) as pool:
+        return list(zip(files, pool.map(footer, files), strict=True))
+
+
 def parquet_units(partition_uri: str) -> list[ParquetUnit] | None:
     """Every row group of the partition's part files, in file order; None when pyarrow
     cannot list or open the partition (a scheme only Hadoop knows, such as ``s3a://``,
     or a footer it cannot read): the caller reads through Spark instead."""
     try:
-        filesystem, path = storage.resolve(partition_uri)
-        files = storage.part_files(filesystem, path)
-    except (ValueError, NotImplementedError, *READ_ERRORS) as exc:
+        footers = read_footers(partition_uri)
+    except (ValueError, NotImplementedError) as exc:
         log.info("reading %s through Spark: pyarrow cannot list it (%s)", partition_uri, exc)
         return None
-
-    def units_of(file: str) -> list[ParquetUnit]:
-        import pyarrow.parquet as pq
-
-        metadata = pq.read_metadata(file, filesystem=filesystem)
-        return [
-            ParquetUnit(partition_uri, file, group, metadata.row_group(group).num_rows)
-            for group in range(metadata.num_row_groups)
-        ]
-
-    try:
-        with ThreadPoolExecutor(max_workers=FOOTER_THREADS) as pool:
-            found = list(pool.map(units_of, files))
     except READ_ERRORS as exc:
-        log.warning("reading %s through Spark: a footer cannot be read (%s)", partition_uri, exc)
+        log.warning("reading %s through Spark: pyarrow cannot read it (%s)", partition_uri, exc)
         return None
-    return [unit for units in found for unit in units]
+    return [
+        ParquetUnit(partition_uri, file, group, metadata.row_group(group).num_rows)
+        for file, metadata in footers
+        for group in range(metadata.num_row_groups)
+    ]
 
 
 def task_groups(units: list[ParquetUnit], min_rows: int = MIN_TASK_ROWS) -> list[list[int]]:
@@ -104,8 +112,6 @@ def read_unit(unit: ParquetUnit, columns: list[str], batch_size: int) -> Iterato
 
     :raises UnitReadError: the file cannot be opened or decoded.
     """
-    import pyarrow.parquet as pq
-
     try:
         filesystem, _ = storage.resolve(unit.partition)
         with filesystem.open_input_file(unit.path) as source:

@@ -231,10 +231,20 @@ def test_an_fmap_without_profile_encodes_as_before_without_drift(
 GATE = {"psi_max": 0.1, "null_rate_increase_max": 0.1, "unseen_rate_max": 0.2}
 
 
-def test_a_failing_gate_commits_nothing_and_names_every_breach(spark: Any, ws: str) -> None:
+@pytest.mark.parametrize("day", ["small", "large"])
+def test_a_failing_gate_commits_nothing_and_names_every_breach(
+    spark: Any, ws: str, day: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     encode.run(spark, _job(ws, DATE))
+    encoded: list[Any] = []
+    frame = encode.encode_frame
+    monkeypatch.setattr(encode, "encode_frame", lambda *a: encoded.append(a) or frame(*a))
+    if day == "large":  # counted by Spark tasks and gated before the encoded table is written
+        monkeypatch.setattr(drift_module, "DRIVER_COUNT_BYTES", 0)
     with pytest.raises(DriftBreachError) as caught:
         encode.run(spark, _job(ws, NEXT_DATE, {**GATE, "on_breach": "fail"}))
+    # A small day is counted by the driver while the table is written into staging.
+    assert len(encoded) == (1 if day == "small" else 0)
     message = str(caught.value)
     assert "'x': psi" in message and "null_rate_increase 0.2000 > 0.1" in message
     assert "'s': psi" in message and "unseen_rate 0.3333 > 0.2" in message
@@ -291,21 +301,35 @@ def _bins(values: list[float | None], edges: tuple[float, ...]) -> list[int]:
     return np.bincount(np.digitize(present, edges), minlength=len(edges) + 1).tolist()
 
 
-@pytest.mark.parametrize("read", [False, True], ids=["handed-over", "parquet-files"])
+@pytest.mark.parametrize("read", ["handed-over", "driver", "tasks"])
 @pytest.mark.parametrize("partitions", [1, 3])
 def test_count_features_counts_exactly(
-    spark: Any, tmp_path: Path, read: bool, partitions: int
+    spark: Any, tmp_path: Path, read: str, partitions: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from pyspark.sql import types as T
 
     rows = _counted_rows()
     frame = spark.createDataFrame(rows, COUNTED_SCHEMA).repartition(partitions)
     assert drift_module.parquet_files(frame) is None
-    if read:  # a plain Parquet read: counted from the files with pyarrow
+    ways: list[str] = []
+    for way in ("count_on_driver", "count_in_tasks", "count_handed_over"):
+        counter = getattr(drift_module, way)
+
+        def spy(*args: Any, _counter: Any = counter, _way: str = way) -> Any:
+            ways.append(_way)
+            return _counter(*args)
+
+        monkeypatch.setattr(drift_module, way, spy)
+    if read != "handed-over":  # a plain Parquet read: counted from the files with pyarrow
         frame.write.parquet(str(tmp_path / "t"))
         frame = spark.read.parquet(str(tmp_path / "t"))
-        assert len(drift_module.parquet_files(frame) or []) == partitions
+        files = drift_module.parquet_files(frame)
+        assert files is not None and len(files.uris) == partitions
+        sizes = sum(p.stat().st_size for p in (tmp_path / "t").glob("part-*"))
+        assert files.size == sizes and files.small
         assert drift_module.parquet_files(frame.where("x > 0")) is None
+    if read == "tasks":  # a partition too large for the driver to count
+        monkeypatch.setattr(drift_module, "DRIVER_COUNT_BYTES", files.size - 1)
     types = {f.name: f.dataType for f in frame.schema.fields}
     Target = drift_module.Target
     targets = [
@@ -319,6 +343,9 @@ def test_count_features_counts_exactly(
         Target("s", "string", T.StringType()),  # nulls only
     ]
     counted, profiles = drift_module.count_features(frame, targets)
+    assert ways == [
+        {"driver": "count_on_driver", "tasks": "count_in_tasks"}.get(read, "count_handed_over")
+    ]
     assert counted == len(rows)
     x, x_none, v, s, s_all, m, m_all, s_nulls = profiles
     xs = [r[0] for r in rows]
@@ -354,6 +381,27 @@ def test_count_features_counts_exactly(
         0,
         len(entries) - entries.count("k1"),
     )
+
+
+def test_a_driver_that_cannot_read_the_files_counts_in_spark_tasks(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    rows = _counted_rows()
+    spark.createDataFrame(rows, COUNTED_SCHEMA).write.parquet(str(tmp_path / "t"))
+    frame = spark.read.parquet(str(tmp_path / "t"))
+    types = {f.name: f.dataType for f in frame.schema.fields}
+    target = drift_module.Target("x", "scalar", types["x"], ((0.0, 1.0, 2.0),))
+    expected = drift_module.count_features(frame, [target])
+
+    def no_libhdfs(*args: Any) -> Any:
+        raise OSError("Unable to load libhdfs")
+
+    monkeypatch.setattr(drift_module, "count_on_driver", no_libhdfs)
+    with caplog.at_level(logging.WARNING, logger=drift_module.__name__):
+        assert drift_module.count_features(frame, [target]) == expected
+    (line,) = [r.getMessage() for r in caplog.records if "pyarrow on the driver" in r.getMessage()]
+    assert "Unable to load libhdfs" in line and "counting in Spark tasks instead" in line
+    assert expected[0] == len(rows)
 
 
 def test_count_features_of_an_empty_frame(spark: Any) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 from pathlib import Path
@@ -121,7 +122,9 @@ def test_fit_writes_fmap_and_encoded_table(spark: Any, raw_job: Any) -> None:
 
 def test_encoded_files_hold_plain_values_and_key_statistics(spark: Any, raw_job: Any) -> None:
     """No dictionary pages (normalised numbers and ids are written plain), no min/max
-    statistics for the feature arrays, statistics for the key column."""
+    statistics for the feature arrays, statistics for the key column; array elements
+    optional (as encoded tables have always been written), in the footers' Spark
+    schema too."""
     import pyarrow.fs as pafs
     import pyarrow.parquet as pq
 
@@ -132,7 +135,17 @@ def test_encoded_files_hold_plain_values_and_key_statistics(spark: Any, raw_job:
     assert parts
     for path in parts:
         with filesystem.open_input_file(path) as source:
-            group = pq.ParquetFile(source).metadata.row_group(0)
+            metadata = pq.ParquetFile(source).metadata
+        group = metadata.row_group(0)
+        schema = metadata.schema.to_arrow_schema()
+        arrays_of = [f for f in schema if f.name.endswith(("_nums", "_ctgs"))]
+        assert len(arrays_of) == 3 and all(f.type.value_field.nullable for f in arrays_of)
+        spark_schema = json.loads(schema.metadata[b"org.apache.spark.sql.parquet.row.metadata"])
+        assert all(
+            f["type"]["containsNull"]
+            for f in spark_schema["fields"]
+            if f["name"] in schema.names and f["name"].endswith(("_nums", "_ctgs"))
+        )
         chunks = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
         assert not any(c.has_dictionary_page for c in chunks.values()), chunks
         assert chunks["uid"].is_stats_set

@@ -161,17 +161,73 @@ def test_a_label_with_one_class_is_refused_at_fit(
         encode.run(spark, job(workspace, ["species"], "dnn_classifier"))
 
 
+BAD_BINARY = [
+    ("int", 2, r"'click': 2"),
+    ("int", -1, r"'click': -1"),
+    ("int", None, r"'click': None"),
+    ("bigint", 7, r"'click': 7"),
+    ("boolean", None, r"'click': None"),
+    ("double", 0.5, r"'click': 0.5"),
+    ("double", None, r"'click': None"),
+]
+
+
+@pytest.mark.parametrize(("click_type", "value", "shown"), BAD_BINARY)
 def test_a_bad_binary_label_with_a_reused_fmap_is_named_and_nothing_committed(
-    spark: Any, raw: str, write_table: Any
+    spark: Any, workspace: str, write_table: Any, click_type: str, value: Any, shown: str
 ) -> None:
-    """With a reused fmap the binary labels are checked as the table is written (no pass
-    of their own): a bad value still fails the run, names the value and commits nothing."""
-    encode.run(spark, job(raw, ["click"], "dnn_binary_classifier"))
+    """With a reused fmap the binary labels are checked as the table is written (the
+    written files' statistics, or observed for a type whose statistics can miss a bad
+    value): a bad value still fails the run, names the value and commits nothing."""
+    schema = SCHEMA.replace("click int", f"click {click_type}")
+    first = job(workspace, ["click"], "dnn_binary_classifier")
+    cast = bool if click_type == "boolean" else float if click_type == "double" else int
+    write_table(
+        first.layout.raw("ctr", DATE), [(*r[:4], cast(r[4]), r[5]) for r in DAY_ONE], schema
+    )
+    encode.run(spark, first)
     later = "2026-01-05"
-    reused = job(raw, ["click"], "dnn_binary_classifier", later, DATE)
-    write_table(reused.layout.raw("ctr", later), [*DAY_TWO, (10, "setosa", 1.0, 7, 2, 0.0)], SCHEMA)
-    with pytest.raises(EncodeError, match=r"learns \['click'\] as binary labels.*'click': 2"):
+    reused = job(workspace, ["click"], "dnn_binary_classifier", later, DATE)
+    good = [(*r[:4], cast(r[4]), r[5]) for r in DAY_TWO]
+    write_table(
+        reused.layout.raw("ctr", later), [*good, (10, "setosa", 1.0, 7, value, 0.0)], schema
+    )
+    with pytest.raises(EncodeError, match=r"learns \['click'\] as binary labels.*" + shown):
         encode.run(spark, reused)
     encoded = reused.layout.encoded("ctr", later)
     assert not storage.exists(encoded)
     assert storage.list_names(f"{encoded.rsplit('/', 1)[0]}/_staging") == []
+    # The same day without the bad row encodes.
+    write_table(reused.layout.raw("ctr", later), good, schema)
+    assert encode.run(spark, reused)["rows"] == len(good)
+
+
+def test_written_labels_without_statistics_are_checked_by_a_pass_over_the_rows(
+    spark: Any, raw: str, tmp_path: Any
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from spark_jobs.encode_labels import check_written_labels, outside_statistics
+
+    reused = job(raw, ["click"], "dnn_binary_classifier", NEXT_DATE, DATE)
+    table = pa.table({"uid": [1, 2], "click": pa.array([0, 3], pa.int32())})
+    pq.write_table(table, tmp_path / "with.parquet")
+    pq.write_table(table, tmp_path / "without.parquet", write_statistics=False)
+    footers = {
+        n: [(n, pq.read_metadata(tmp_path / n))] for n in ("with.parquet", "without.parquet")
+    }
+    assert outside_statistics(footers["with.parquet"], ["click"]) == {
+        "click": "'click': 0 null(s), values from 0 to 3 in the written rows"
+    }
+    assert outside_statistics(footers["without.parquet"], ["click"]) is None
+    source = reused.layout.raw("ctr", NEXT_DATE)
+    frame = spark.read.parquet(source)  # DAY_TWO: click 0 and 1 only
+    check_written_labels(frame, reused, source, ["click"], footers["without.parquet"])
+    check_written_labels(frame, reused, source, ["click"], None)
+    # Statistics showing a bad value raise with them when the rows read no longer show it.
+    with pytest.raises(EncodeError, match="found 'click': 0 null.s., values from 0 to 3"):
+        check_written_labels(frame, reused, source, ["click"], footers["with.parquet"])
+    bad = spark.createDataFrame([(1, 0), (2, 3)], "uid long, click int")
+    with pytest.raises(EncodeError, match="'click': 3"):
+        check_written_labels(bad, reused, source, ["click"], footers["without.parquet"])
