@@ -62,7 +62,7 @@ from spark_jobs.encode_labels import (
 )
 from spark_jobs.feature_types import EncodeError
 from spark_jobs.fit_profile import fit_profiled
-from spark_jobs.parquet_units import READ_ERRORS, read_footers
+from spark_jobs.parquet_units import written_rows
 from spark_jobs.paths import Staging, require_complete
 from spark_jobs.read_errors import naming_bad_files
 from spark_jobs.session import run_job
@@ -134,17 +134,6 @@ def load_or_fit(
     # The label types here; the binary labels' values as the table is written.
     bad_binary_labels(raw, job, raw_uri)
     return fmap, Normalizers.load(femodel.uri, fmap), Profile.load(femodel.uri)
-
-
-def written_rows(spark: SparkSession, folder: str) -> tuple[int, list[tuple[str, Any]] | None]:
-    """The rows of the table just written into ``folder`` and its files' footers, read
-    with pyarrow (no Spark job); counted by Spark when pyarrow cannot read them."""
-    try:
-        footers = read_footers(folder)
-    except (ValueError, NotImplementedError, *READ_ERRORS) as exc:
-        log.warning("encode: counting %s with Spark: pyarrow cannot read it (%s)", folder, exc)
-        return spark.read.parquet(folder).count(), None
-    return sum(metadata.num_rows for _, metadata in footers), footers
 
 
 def write_tfrecord(encoded: DataFrame, folder: str, compression: str, rows: int) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pyspark.sql import DataFrame, Observation, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -40,6 +40,7 @@ from dlflow_airflow.contract.jobconf import JobConfig
 from dlflow_airflow.contract.options import FeatureSource, MergeOptions, SeedSource
 from spark_jobs.columns import cols
 from spark_jobs.merge_steps import apply_steps
+from spark_jobs.parquet_units import written_rows
 from spark_jobs.paths import Staging, render_path, require_complete
 from spark_jobs.read_errors import naming_bad_files
 from spark_jobs.session import run_job
@@ -246,11 +247,11 @@ def merge(
     final = stage_io(job).get(RAW_FEATURE).uri
     with Staging() as staging:
         folder = staging.folder(final)
-        # Counted as it is written, not read back. The seed stays a count of its own:
-        # observed inside the plan, a step joining the table with itself would count twice.
-        written = Observation("merged")
-        merged.observe(written, F.count(F.lit(1)).alias("rows")).write.parquet(folder)
-        rows = written.get["rows"]
+        # Counted from the written files' footers, not read back. The seed stays a count
+        # of its own: counted inside the plan, a step joining the table with itself
+        # would count twice.
+        merged.write.parquet(folder)
+        rows, _ = written_rows(spark, folder)
         if rows != seed_rows:
             raise MergeError(
                 f"merge wrote {rows} rows but the seed has {seed_rows}; nothing committed"

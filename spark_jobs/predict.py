@@ -82,8 +82,10 @@ from spark_jobs.parquet_units import (
     UNIT_READ_MARKER,
     ParquetUnit,
     parquet_units,
+    read_schema,
     read_unit,
     task_groups,
+    written_rows,
 )
 from spark_jobs.paths import Staging, require_complete
 from spark_jobs.read_errors import naming_bad_files
@@ -437,17 +439,17 @@ def read_signature(model_uri: str) -> Signature:
 
 
 def check_inputs(
-    inputs: dict[str, int | None], fmap: FeatureMap, encoded: DataFrame, where: PredictIO
+    inputs: dict[str, int | None], fmap: FeatureMap, encoded: T.StructType, where: PredictIO
 ) -> None:
     """Every model input must be an encoded column of the fmap's width."""
     from tf_jobs.batches import input_specs
 
     specs = input_specs(fmap)
     for name, width in inputs.items():
-        if name not in encoded.columns:
+        if name not in encoded.names:
             raise PredictError(
                 f"model {where.model} needs input {name!r}, but the encoded table "
-                f"{where.encoded} has no such column (it has {encoded.columns})"
+                f"{where.encoded} has no such column (it has {encoded.names})"
             )
         if name not in specs:
             raise PredictError(
@@ -462,14 +464,14 @@ def check_inputs(
 
 
 def check_output_columns(
-    keys: list[str], predictions: list[str], pass_through: list[str], encoded: DataFrame
+    keys: list[str], predictions: list[str], pass_through: list[str], encoded: T.StructType
 ) -> None:
     """Pass-through columns must exist, and no two output columns may share a name."""
-    missing = [name for name in pass_through if name not in encoded.columns]
+    missing = [name for name in pass_through if name not in encoded.names]
     if missing:
         raise PredictError(
             f"option pass_through names {missing}, which the encoded table does not have "
-            f"(it has {encoded.columns})"
+            f"(it has {encoded.names})"
         )
     seen: dict[str, str] = {}
     for role, names in (
@@ -487,14 +489,14 @@ def check_output_columns(
 
 
 def output_fields(
-    encoded: DataFrame, fmap: FeatureMap, predictions: PredictionColumns, passed: list[str]
+    encoded: T.StructType, fmap: FeatureMap, predictions: PredictionColumns, passed: list[str]
 ) -> list[T.StructField]:
     """The scored frame's fields: keys, prediction columns, pass-through columns."""
     decoded = class_values(fmap, passed)
-    fields = [encoded.schema[k] for k in fmap.primary_keys]
+    fields = [encoded[k] for k in fmap.primary_keys]
     fields += predictions.fields()
     fields += [
-        T.StructField(name, decoded[name].spark_type()) if name in decoded else encoded.schema[name]
+        T.StructField(name, decoded[name].spark_type()) if name in decoded else encoded[name]
         for name in passed
     ]
     return fields
@@ -536,7 +538,7 @@ def score_frame(
     """
     options = options or PredictOptions()
     passed = list(options.pass_through)
-    fields = output_fields(encoded, fmap, predictions, passed)
+    fields = output_fields(encoded.schema, fmap, predictions, passed)
     scorer = batch_scorer(fmap, model_uri, inputs, predictions, options)
     columns = list(dict.fromkeys([*fmap.primary_keys, *inputs, *passed]))
     selected = encoded.select(*columns)
@@ -553,7 +555,7 @@ FILE_READ_TYPES = (*NUMERIC_TYPES, T.StringType, T.BinaryType, T.DateType)
 def score_files(
     spark: SparkSession,
     units: list[ParquetUnit],
-    encoded: DataFrame,
+    encoded: T.StructType,
     fmap: FeatureMap,
     model_uri: str,
     inputs: list[str],
@@ -567,15 +569,15 @@ def score_files(
 
     passed = list(options.pass_through)
     carried = list(dict.fromkeys([*fmap.primary_keys, *passed]))
-    other = [n for n in carried if not isinstance(encoded.schema[n].dataType, FILE_READ_TYPES)]
+    other = [n for n in carried if not isinstance(encoded[n].dataType, FILE_READ_TYPES)]
     if other:
         log.info(
             "predict: Spark reads the encoded table (column(s) %s are of types the tasks "
             "reading the files do not hand back)",
-            ", ".join(f"{n} {encoded.schema[n].dataType.simpleString()}" for n in other),
+            ", ".join(f"{n} {encoded[n].dataType.simpleString()}" for n in other),
         )
         return None
-    types = {name: to_arrow_type(encoded.schema[name].dataType) for name in carried}
+    types = {name: to_arrow_type(encoded[name].dataType) for name in carried}
     body = functools.partial(
         score_units,
         units=units,
@@ -668,12 +670,12 @@ def prediction_layout(
 
 
 def check_model_fits(
-    fmap: FeatureMap, encoded: DataFrame, paths: PredictIO, passed: list[str], task: str
+    fmap: FeatureMap, encoded: T.StructType, paths: PredictIO, passed: list[str], task: str
 ) -> tuple[list[str], PredictionColumns]:
     """On the driver, before any task starts: the model's inputs and outputs, checked
     against the fmap, the ``task``'s heads and the encoded table."""
     keys = list(fmap.primary_keys)
-    missing_keys = [k for k in keys if k not in encoded.columns]
+    missing_keys = [k for k in keys if k not in encoded.names]
     if missing_keys:
         raise PredictError(f"the encoded table {paths.encoded} has no key column(s) {missing_keys}")
     signature = read_signature(paths.model)
@@ -701,10 +703,13 @@ def predict(spark: SparkSession, job: JobConfig, paths: PredictIO) -> dict[str, 
     """
     options: PredictOptions = job.options
     fmap = FeatureMap.load(paths.femodel)
-    encoded = spark.read.parquet(paths.encoded)
-    task = model_task(job, paths.model)
-    inputs, predictions = check_model_fits(fmap, encoded, paths, list(options.pass_through), task)
     units = parquet_units(paths.encoded)
+    # The schema from the files' footers when Spark wrote them, else from a Spark read.
+    schema = read_schema(units) if units else None
+    if schema is None:
+        schema = spark.read.parquet(paths.encoded).schema
+    task = model_task(job, paths.model)
+    inputs, predictions = check_model_fits(fmap, schema, paths, list(options.pass_through), task)
     # Set for this job and put back after it: in connect mode the session is shared with
     # the pipeline's other Spark tasks.
     batch_conf = "spark.sql.execution.arrow.maxRecordsPerBatch"
@@ -716,7 +721,7 @@ def predict(spark: SparkSession, job: JobConfig, paths: PredictIO) -> dict[str, 
             scored = None
             if units:
                 scored = score_files(
-                    spark, units, encoded, fmap, paths.model, inputs, predictions, options
+                    spark, units, schema, fmap, paths.model, inputs, predictions, options
                 )
             expected: int | None = None
             if scored is not None:
@@ -733,9 +738,10 @@ def predict(spark: SparkSession, job: JobConfig, paths: PredictIO) -> dict[str, 
                     )
                     expected = None
             if expected is None:
-                # Rows in and rows out counted as the partition is written: one Spark
-                # job, no count before it and no read back after it.
+                # Rows in observed as they are read, rows out from the written footers:
+                # one Spark job, no count before it and no read back after it.
                 read = Observation("encoded")
+                encoded = spark.read.parquet(paths.encoded)
                 scored = score_frame(encoded, fmap, paths.model, inputs, predictions, options, read)
                 # Overwrite: what the failed file tasks left in the folder goes.
                 rows = write_counted(scored, folder, overwrite=True)
@@ -761,13 +767,12 @@ def predict(spark: SparkSession, job: JobConfig, paths: PredictIO) -> dict[str, 
 
 def write_counted(scored: DataFrame, folder: str, *, overwrite: bool = False) -> int:
     """Write ``scored`` as Parquet into ``folder`` (a fresh staging folder, or one to
-    ``overwrite``); the rows written (observed, one job)."""
-    written = Observation("scored")
-    writer = scored.observe(written, F.count(F.lit(1)).alias("rows")).write
+    ``overwrite``); the rows written (:func:`~spark_jobs.parquet_units.written_rows`)."""
+    writer = scored.write
     # The default mode (error if it exists) unless told: Spark Connect's client takes
     # no "errorifexists" by name.
     (writer.mode("overwrite") if overwrite else writer).parquet(folder)
-    return int(written.get["rows"])
+    return written_rows(scored.sparkSession, folder)[0]
 
 
 def _read_error_line(text: str) -> str:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -11,8 +13,10 @@ from spark_jobs.parquet_units import (
     ParquetUnit,
     UnitReadError,
     parquet_units,
+    read_schema,
     read_unit,
     task_groups,
+    written_rows,
 )
 
 
@@ -70,3 +74,52 @@ def test_small_row_groups_are_packed_into_one_task() -> None:
     assert task_groups(units, min_rows=1) == [[0], [1], [2], [3], [4]]
     assert task_groups(units, min_rows=100) == [[0, 1, 2, 3, 4]]
     assert task_groups([], min_rows=10) == []
+
+
+@pytest.mark.spark
+def test_written_rows_come_from_the_footers_or_from_spark(
+    spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spark_jobs import parquet_units as units_module
+
+    uri = _partition(tmp_path / "p")
+    rows, footers = written_rows(spark, uri)
+    assert rows == 10 and footers is not None
+    assert [Path(path).name for path, _ in footers] == ["part-00000.parquet", "part-00001.parquet"]
+
+    def unreadable(uri: str) -> Any:
+        raise OSError("Unable to load libhdfs")
+
+    monkeypatch.setattr(units_module, "read_footers", unreadable)
+    # Spark lists the partition itself (and, like pyarrow, skips _SUCCESS, .crc, _temporary).
+    assert written_rows(spark, uri) == (10, None)
+
+
+@pytest.mark.spark
+def test_the_schema_in_spark_footers_is_the_schema_of_a_spark_read(
+    spark: Any, tmp_path: Path
+) -> None:
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    schema = T.StructType(
+        [
+            T.StructField("uid", T.LongType(), False),
+            T.StructField("nums", T.ArrayType(T.FloatType(), False), False),
+            T.StructField("tags", T.MapType(T.StringType(), T.DoubleType(), False)),
+            T.StructField("s", T.StructType([T.StructField("a", T.IntegerType(), False)])),
+            T.StructField("day", T.DateType()),
+            T.StructField("note", T.StringType(), metadata={"comment": "kept"}),
+        ]
+    )
+    rows = [(1, [0.5], {"x": 1.0}, (3,), None, "a"), (2, [], None, None, None, None)] * 10
+    frame = spark.createDataFrame(rows, schema).withColumn("y", F.lit(1.5))
+    frame.repartition(2).write.parquet(str(tmp_path / "t"))
+    units = parquet_units(f"file://{tmp_path / 't'}")
+    assert units and len({u.path for u in units}) == 2
+    assert read_schema(units) == spark.read.parquet(str(tmp_path / "t")).schema
+    assert read_schema(units).fields[0].nullable  # as a Spark read makes it
+    # Files pyarrow wrote carry no Spark schema; files that disagree would be Spark's pick.
+    assert read_schema(parquet_units(_partition(tmp_path / "p")) or []) is None
+    other = [dataclasses.replace(units[0], spark_schema=T.StructType([]).json()), *units[1:]]
+    assert read_schema(other) is None
