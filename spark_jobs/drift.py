@@ -4,10 +4,10 @@
 (:mod:`spark_jobs.fit_profile` counts the fit day's bins with it): per feature the
 nulls, per number position the values in each fitted bin, per string (map)
 the values (entries) of each profiled category and those outside the
-vocabulary. :func:`measure` turns the counts into a drift report
+vocabulary. :func:`begin` starts the count of an encode day (beside encode's write
+for a small day) and gives a call that turns the counts into a drift report
 (:func:`dlflow_airflow.contract.drift.compare`), logs its table and applies the
-gate (``encode.drift``): ``fail`` raises and nothing is committed. :func:`begin`
-lets encode write its table while a small raw partition is counted.
+gate (``encode.drift``): ``fail`` raises and nothing is committed.
 """
 
 from __future__ import annotations
