@@ -29,7 +29,8 @@ from dlflow_airflow.contract.fmap import (
     Normalizers,
 )
 from dlflow_airflow.contract.schema import FeatureSpec, method_params
-from spark_jobs.columns import col, cols
+from spark_jobs import sql_text
+from spark_jobs.columns import col, cols, quote
 from spark_jobs.encode_labels import label_columns
 from spark_jobs.feature_types import (
     EncodeError,
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 # the plan. Measured (1M rows, 2 cores, Spark 4.2): the literal map 0.22 s vs the
 # join 0.32 s at 2,000 values, 0.27 vs 0.31 s at 20,000, 0.97 vs 0.81 s at 200,000.
 MAP_LOOKUP_LIMIT = 20_000
+# The literal map's type, as SQL text (no quote or backslash: the same under any parser setting).
+MAP_TYPE = "'MAP<STRING, INT>'"
 
 
 def check_fmap(fmap: FeatureMap, frame: DataFrame, feature: FeatureSpec, source: str) -> None:
@@ -81,29 +84,30 @@ def check_fmap(fmap: FeatureMap, frame: DataFrame, feature: FeatureSpec, source:
         log.warning("columns %s are not in the reused fmap %s and are left out", extra, source)
 
 
-def reserved_ids(feature: Feature, value: Column, found: Column, layout: IdLayout) -> Column:
-    """The id of ``value`` given ``found``, its vocabulary id or null: the null id
-    for a null value, the unseen id for a value not in the vocabulary."""
-    return (
-        F.when(value.isNull(), F.lit(feature.offset + layout.null))
-        .when(found.isNull(), F.lit(feature.offset + layout.unseen))
-        .otherwise(found)
-    )
+def reserved_ids(feature: Feature, value: str, found: str, layout: IdLayout) -> str:
+    """SQL text: the id of ``value`` given ``found`` (SQL text), its vocabulary id or
+    null: the null id for a null value, the unseen id for a value not in the vocabulary.
+
+    ``found`` appears once: in two branches of a ``CASE`` Spark evaluated the
+    look-up twice per row (it shares no subexpression across conditional branches).
+    """
+    null_id, unseen_id = feature.offset + layout.null, feature.offset + layout.unseen
+    return f"CASE WHEN {value} IS NULL THEN {null_id} ELSE coalesce({found}, {unseen_id}) END"
 
 
-def category_id(
-    feature: Feature, value: Column, layout: IdLayout = ID_LAYOUTS[FORMAT_VERSION]
-) -> Column:
-    """A value's id: ``offset + first + i`` for ``vocab[i]``, else the null or unseen id."""
+def category_id(feature: Feature, value: str, layout: IdLayout = ID_LAYOUTS[FORMAT_VERSION]) -> str:
+    """SQL text: the id of ``value`` (SQL text): ``offset + first + i`` for
+    ``vocab[i]``, else the null or unseen id."""
     vocab = feature.meta.get("vocab", [])
     if not vocab:
-        return reserved_ids(feature, value, F.lit(None).cast("int"), layout)
+        return reserved_ids(feature, value, "CAST(NULL AS INT)", layout)
     start = feature.offset + layout.first
-    # One JSON literal, parsed once at planning: ``F.lit(vocab)`` would make a call to
-    # the JVM per value (~0.3 ms each, 0.6 s for 2,000 values).
-    ids = json.dumps({v: start + i for i, v in enumerate(vocab)})
-    lookup = F.from_json(F.lit(ids), T.MapType(T.StringType(), T.IntegerType(), False))
-    return reserved_ids(feature, value, F.try_element_at(lookup, value), layout)
+    # One JSON literal, parsed once at planning (Spark folds it into a literal map):
+    # ``F.lit(vocab)`` would make a call to the JVM per value (0.6 s for 2,000 values).
+    ids = sql_text.string(json.dumps({v: start + i for i, v in enumerate(vocab)}))
+    return reserved_ids(
+        feature, value, f"try_element_at(from_json({ids}, {MAP_TYPE}), {value})", layout
+    )
 
 
 def _join_vocab(
@@ -159,19 +163,31 @@ def numeric_vector(
     return F.expr(float_array([*positions, *indicators])).alias(bucket.nums_column)
 
 
+# The encoded arrays' elements are nullable, as every encoded table has had them
+# (Parquet's optional elements): an array of non-null values would be written with
+# required elements. So the first element of each goes through an exact, nullable
+# identity, which costs less than a cast of the whole array.
+
+
 def float_array(positions: list[str]) -> str:
-    """SQL text: ``array<float>`` (elements nullable, as every encoded table has them)
-    of the ``positions`` (SQL text of doubles, none null), each cast to float.
+    """SQL text: the ``array<float>`` of the ``positions`` (SQL text of doubles, none
+    null), each cast to float; the first multiplied by 1 with ``try_multiply`` (exact
+    for every float, NaN, infinities and -0.0 included; nullable).
 
     Not a cast of an array of doubles: Spark casts an array element by element into
     boxed objects, 8% of the encoded write on ``bench/encode.py``'s table (1.48 s
-    against 1.36 s, medians of seven). An array of non-null floats would be written
-    with required elements, so the first position goes through ``try_multiply`` by 1,
-    which is exact for every float (NaN, infinities and -0.0 included) and nullable.
+    against 1.36 s, medians of seven).
     """
     floats = [f"CAST({position} AS FLOAT)" for position in positions]
     floats[0] = f"try_multiply({floats[0]}, CAST(1 AS FLOAT))"
     return f"array({', '.join(floats)})"
+
+
+def id_array(ids: list[str]) -> str:
+    """SQL text: the ``array<int>`` of the ``ids`` (SQL text, none null); the first
+    through ``nullif(id, -1)``, the id itself (ids are never negative; nullable).
+    Spark folds an integer ``try_multiply`` by 1 away, nullability and all."""
+    return f"array({', '.join([f'nullif({ids[0]}, -1)', *ids[1:]])})"
 
 
 def encode_frame(
@@ -180,14 +196,14 @@ def encode_frame(
     """The encoded table: keys, labels, then one array column per bucket field."""
     types = {f.name: f.dataType for f in frame.schema.fields}
     layout = fmap.id_layout
-    ids: dict[tuple[str, str], Column] = {}
+    ids: dict[tuple[str, str], str] = {}
     for b, bucket in enumerate(fmap.buckets):
         for c, feature in enumerate(bucket.ctgs):
-            value = col(feature.name)
+            value = quote(feature.name)
             if len(feature.meta.get("vocab", [])) > MAP_LOOKUP_LIMIT:
                 id_column = f"__dlflow_id_{b}_{c}"
                 frame = _join_vocab(spark, frame, feature, id_column, layout)
-                found = F.col(id_column)
+                found = quote(id_column)
                 ids[(bucket.name, feature.name)] = reserved_ids(feature, value, found, layout)
             else:
                 ids[(bucket.name, feature.name)] = category_id(feature, value, layout)
@@ -197,7 +213,7 @@ def encode_frame(
             outputs.append(numeric_vector(bucket, types, normalizers))
         if bucket.ctgs:
             values = [ids[(bucket.name, f.name)] for f in bucket.ctgs]
-            outputs.append(F.array(*values).cast("array<int>").alias(bucket.ctgs_column))
+            outputs.append(F.expr(id_array(values)).alias(bucket.ctgs_column))
     return frame.select(*outputs)
 
 
