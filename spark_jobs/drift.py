@@ -164,6 +164,11 @@ def _keys(values: Any) -> Any:
     return keys.filter(np.repeat(present, np.diff(offsets)))
 
 
+def _size(targets: list[Target]) -> int:
+    """How many counts a pass over ``targets`` adds up: the rows, then each target's."""
+    return 1 + sum(map(_slots, targets))
+
+
 def count_batch(targets: list[Target], batch: Any) -> Any:
     """The counts of one Arrow batch of raw columns: the rows, then each target's
     (see :func:`_slots`); a value equal to an edge counts in the bin above it."""
@@ -196,7 +201,7 @@ def count_batches(targets: list[Target], batches: Iterator[Any]) -> Iterator[Any
     import numpy as np
     import pyarrow as pa
 
-    totals = np.zeros(1 + sum(map(_slots, targets)), dtype=np.int64)
+    totals = np.zeros(_size(targets), dtype=np.int64)
     for batch in batches:
         totals += count_batch(targets, batch)
     counts = pa.array([totals.tolist()], type=pa.list_(pa.int64()))
@@ -210,7 +215,7 @@ def count_files(targets: list[Target], uris: Iterator[str]) -> Iterator[list[int
 
     names = list(dict.fromkeys(t.name for t in targets))
     categorical = {t.name for t in targets if t.vocab is not None}
-    totals = np.zeros(1 + sum(map(_slots, targets)), dtype=np.int64)
+    totals = np.zeros(_size(targets), dtype=np.int64)
     for uri in uris:
         filesystem, path = storage.resolve(uri)
         with filesystem.open_input_file(path) as source:
@@ -286,7 +291,7 @@ def count_in_tasks(frame: DataFrame, targets: list[Target], files: RawFiles) -> 
     try:
         return _added(parts.collect())
     except Exception as exc:  # an executor without libhdfs, a corrupt file...
-        _fell_back("in the tasks", exc)
+        _fell_back("in the tasks", exc, "through Spark's reader")
         return None
 
 
@@ -296,7 +301,7 @@ def count_handed_over(frame: DataFrame, targets: list[Target]) -> list[int]:
     schema = T.StructType([T.StructField("counts", T.ArrayType(T.LongType(), False), False)])
     body = functools.partial(count_batches, targets)
     found = [row["counts"] for row in frame.select(*cols(names)).mapInArrow(body, schema).collect()]
-    return _added(found) or [0] * (1 + sum(map(_slots, targets)))
+    return _added(found) or [0] * _size(targets)
 
 
 def _added(found: list[list[int]]) -> list[int]:
@@ -304,14 +309,14 @@ def _added(found: list[list[int]]) -> list[int]:
     return [sum(column) for column in zip(*found, strict=True)]
 
 
-def _fell_back(where: str, exc: BaseException) -> None:
-    """Log why the raw files are counted another way."""
+def _fell_back(where: str, exc: BaseException, instead: str) -> None:
+    """Log why the raw files are counted another way (``instead``)."""
     text = str(exc).strip()
     log.warning(
         "drift: reading the raw files with pyarrow %s failed (%s); counting %s instead",
         where,
         text.splitlines()[-1][:300] if text else type(exc).__name__,
-        "in Spark tasks" if where == "on the driver" else "through Spark's reader",
+        instead,
     )
 
 
@@ -365,7 +370,7 @@ def count_features(frame: DataFrame, targets: list[Target]) -> tuple[int, list[F
         try:
             totals = count_on_driver(targets, files)
         except READ_ERRORS as exc:  # a driver without libhdfs, a corrupt file...
-            _fell_back("on the driver", exc)
+            _fell_back("on the driver", exc, "in Spark tasks")
     return _profiles(targets, counted(frame, targets, files, totals))
 
 
@@ -464,7 +469,7 @@ def begin(
         try:
             totals = pending.result()
         except READ_ERRORS as exc:  # a driver without libhdfs, a corrupt file...
-            _fell_back("on the driver", exc)
+            _fell_back("on the driver", exc, "in Spark tasks")
             totals = None
         return judged(counted(frame, targets, files, totals))
 

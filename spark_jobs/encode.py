@@ -93,7 +93,7 @@ def read_raw(spark: SparkSession, job: JobConfig, raw_uri: str, fit: bool = True
 
 def raise_no_rows(raw_uri: str) -> None:
     """:raises EncodeError: the raw partition has no rows."""
-    raise EncodeError(f"the raw partition {raw_uri} has no rows; nothing was written")
+    raise EncodeError(f"the raw partition {raw_uri} has no rows; nothing was committed")
 
 
 def reuses_fmap(femodel: Partition, job: JobConfig) -> bool:
@@ -124,7 +124,8 @@ def load_or_fit(
     """The fmap, normaliser statistics and profile to apply: loaded (and checked) or
     fitted (the profile is None for an fmap fitted before profiles existed); the
     labels checked against the model's task, before any other Spark work (with a
-    reused fmap, the binary labels' values are checked as :func:`encode` writes)."""
+    reused fmap, :func:`encode` checks the binary labels' values as it writes the
+    table, or from the written files' statistics, before it commits)."""
     if not reuse:
         check_labels(raw, job, raw_uri)
         return fit_profiled(raw, job, femodel.date)
@@ -183,11 +184,11 @@ def encode(
             if profile is not None:
                 profile.save(folder)
         folder = staging.folder(output)
-        # Rows from the written files' footers, not observed: an observation costs ~7%
-        # of the write. With a reused fmap the binary labels (written as they are) are
-        # checked by the files' statistics, or observed as written when their type lets
-        # statistics miss a bad value (a fit checked them first). An observation between
-        # the scan and the encoding would cost ~15% of the write.
+        # Rows from the written files' footers (written_rows), not observed. With a
+        # reused fmap the binary labels (written as they are) are checked by the files'
+        # statistics, or observed as written when their type lets statistics miss a bad
+        # value (a fit checked them first). An observation between the scan and the
+        # encoding would cost ~15% of the write.
         by_statistics, observed = split_binary_labels(raw, job) if reuse else ([], [])
         bad = bad_binary_labels(raw, job, raw_uri, observed) if observed else None
         encoded = encode_frame(spark, raw, fmap, normalizers)

@@ -165,29 +165,31 @@ def numeric_vector(
 
 # The encoded arrays' elements are nullable, as every encoded table has had them
 # (Parquet's optional elements): an array of non-null values would be written with
-# required elements. So the first element of each goes through an exact, nullable
-# identity, which costs less than a cast of the whole array.
+# required elements. So elements go through an exact, nullable identity, which costs
+# less than a cast of the whole array; the outer cast to the same type is dropped by
+# Spark then, and types an array of constants (folded into a literal) as nullable.
 
 
 def float_array(positions: list[str]) -> str:
     """SQL text: the ``array<float>`` of the ``positions`` (SQL text of doubles, none
-    null), each cast to float; the first multiplied by 1 with ``try_multiply`` (exact
-    for every float, NaN, infinities and -0.0 included; nullable).
+    null), each cast to float and multiplied by 1 with ``try_multiply`` (exact for
+    every float, NaN, infinities and -0.0 included; nullable). Every position, since
+    Spark folds a constant one (a feature constant at fit) into a non-null literal.
 
     Not a cast of an array of doubles: Spark casts an array element by element into
     boxed objects, 8% of the encoded write on ``bench/encode.py``'s table (1.48 s
     against 1.36 s, medians of seven).
     """
-    floats = [f"CAST({position} AS FLOAT)" for position in positions]
-    floats[0] = f"try_multiply({floats[0]}, CAST(1 AS FLOAT))"
-    return f"array({', '.join(floats)})"
+    floats = [f"try_multiply(CAST({p} AS FLOAT), CAST(1 AS FLOAT))" for p in positions]
+    return f"CAST(array({', '.join(floats)}) AS ARRAY<FLOAT>)"
 
 
 def id_array(ids: list[str]) -> str:
-    """SQL text: the ``array<int>`` of the ``ids`` (SQL text, none null); the first
-    through ``nullif(id, -1)``, the id itself (ids are never negative; nullable).
-    Spark folds an integer ``try_multiply`` by 1 away, nullability and all."""
-    return f"array({', '.join([f'nullif({ids[0]}, -1)', *ids[1:]])})"
+    """SQL text: the ``array<int>`` of the ``ids`` (SQL text, none null, each reading
+    its column); the first through ``nullif(id, -1)``, the id itself (ids are never
+    negative; nullable). Spark folds an integer ``try_multiply`` by 1 away,
+    nullability and all."""
+    return f"CAST(array({', '.join([f'nullif({ids[0]}, -1)', *ids[1:]])}) AS ARRAY<INT>)"
 
 
 def encode_frame(

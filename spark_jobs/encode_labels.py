@@ -3,7 +3,9 @@
 How each label is written keys on the model's declared task
 (:mod:`dlflow_airflow.contract.tasks`), never on its name:
 
-- binary: 0 or 1 in every row (checked here, before anything is written);
+- binary: 0 or 1 in every row (checked here: by a fit before it starts; with a
+  reused fmap from the written files' statistics, or as the table is written,
+  before anything is committed);
 - regression: a number, written as it is;
 - multiclass: a string or an integer; the fit records its classes with their
   row counts (:class:`~dlflow_airflow.contract.tasks.LabelEncoding` in the fmap)

@@ -113,16 +113,13 @@ def parquet_units(partition_uri: str) -> list[ParquetUnit] | None:
         log.warning("reading %s through Spark: pyarrow cannot read it (%s)", partition_uri, exc)
         return None
     units = []
+    # One string per distinct schema, shared by the units: pickled once into the tasks.
+    schemas: dict[bytes, str] = {}
     for file, metadata in footers:
-        schema = (metadata.metadata or {}).get(SPARK_SCHEMA_KEY)
+        found = (metadata.metadata or {}).get(SPARK_SCHEMA_KEY)
+        schema = None if found is None else schemas.setdefault(found, found.decode())
         units += [
-            ParquetUnit(
-                partition_uri,
-                file,
-                group,
-                metadata.row_group(group).num_rows,
-                schema.decode() if schema is not None else None,
-            )
+            ParquetUnit(partition_uri, file, group, metadata.row_group(group).num_rows, schema)
             for group in range(metadata.num_row_groups)
         ]
     return units

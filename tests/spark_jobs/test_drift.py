@@ -254,6 +254,23 @@ def test_a_failing_gate_commits_nothing_and_names_every_breach(
     assert not storage.exists(staging) or not storage.list_names(staging)
 
 
+def test_a_day_the_driver_cannot_read_is_counted_by_spark_after_the_write(
+    spark: Any, ws: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    encode.run(spark, _job(ws, DATE))
+    expected = encode.run(spark, _job(ws, NEXT_DATE))["drift"]
+    report = storage.read_text(f"{_encoded(ws)}/{DRIFT_FILE}")
+
+    def no_libhdfs(*args: Any) -> Any:
+        raise OSError("Unable to load libhdfs")
+
+    monkeypatch.setattr(drift_module, "count_on_driver", no_libhdfs)
+    with caplog.at_level(logging.WARNING, logger=drift_module.__name__):
+        assert encode.run(spark, _job(ws, NEXT_DATE))["drift"] == expected
+    assert storage.read_text(f"{_encoded(ws)}/{DRIFT_FILE}") == report
+    assert [r for r in caplog.records if "in Spark tasks instead" in r.getMessage()]
+
+
 def test_a_warning_gate_commits_and_lists_the_breaches(spark: Any, ws: str) -> None:
     encode.run(spark, _job(ws, DATE))
     result = encode.run(spark, _job(ws, NEXT_DATE, {**GATE, "on_breach": "warn"}))

@@ -455,3 +455,29 @@ def test_statistics_without_fill_values_encode_as_before(
     result = encode.run(spark, again)
     assert result["fmap_reused"] and result["fmap_checksum"] == first["fmap_checksum"]
     assert encoded_rows(spark, result["output"]) == LEGACY_ONE
+
+
+def test_array_elements_stay_optional_when_positions_are_constants(
+    spark: Any, workspace: str, write_table: Any, make_job: Any
+) -> None:
+    """A feature constant at fit normalises to a constant, which Spark folds into a
+    non-null literal: the arrays' elements stay optional in the files all the same."""
+    import pyarrow.parquet as pq
+
+    buckets = {
+        "lead": {"features": ["k", "x"], "method": "minmax"},  # the constant comes first
+        "flat": {"features": ["k2"], "method": "zscore"},  # only constants
+        "ids": {"features": ["c"]},
+    }
+    job = make_job("encode", workspace, buckets=buckets)
+    rows = [(i, i % 2, 7, 3, float(i), "ab"[i % 2]) for i in range(6)]
+    schema = "uid long, label int, k int, k2 int, x double, c string"
+    write_table(job.layout.raw("ctr", DATE), rows, schema)
+    result = encode.run(spark, job)
+    table = pq.read_table(storage.resolve(result["output"])[1])
+    arrays = [f for f in table.schema if f.name.endswith(("_nums", "_ctgs"))]
+    assert {f.name for f in arrays} == {"lead_nums", "flat_nums", "ids_ctgs"}
+    assert all(f.type.value_field.nullable for f in arrays), table.schema
+    by_uid = {r["uid"]: r for r in table.to_pylist()}
+    assert by_uid[5]["lead_nums"] == [0.0, 1.0] and by_uid[0]["lead_nums"] == [0.0, 0.0]
+    assert {tuple(r["flat_nums"]) for r in by_uid.values()} == {(0.0,)}

@@ -228,6 +228,19 @@ def test_written_labels_without_statistics_are_checked_by_a_pass_over_the_rows(
     # Statistics showing a bad value raise with them when the rows read no longer show it.
     with pytest.raises(EncodeError, match="found 'click': 0 null.s., values from 0 to 3"):
         check_written_labels(frame, reused, source, ["click"], footers["with.parquet"])
+    # Row groups of nulls only (no minimum or maximum) and of values add up.
+    pq.write_table(
+        pa.table({"click": pa.array([None, None, 0, 1], pa.int32())}),
+        tmp_path / "g.parquet",
+        row_group_size=2,
+    )
+    groups = [("g.parquet", pq.read_metadata(tmp_path / "g.parquet"))]
+    assert groups[0][1].num_row_groups == 2
+    assert outside_statistics(groups, ["click"]) == {
+        "click": "'click': 2 null(s), values from 0 to 1 in the written rows"
+    }
+    pq.write_table(pa.table({"click": pa.array([0, 1], pa.int32())}), tmp_path / "ok.parquet")
+    assert outside_statistics([("ok", pq.read_metadata(tmp_path / "ok.parquet"))], ["click"]) == {}
     bad = spark.createDataFrame([(1, 0), (2, 3)], "uid long, click int")
     with pytest.raises(EncodeError, match="'click': 3"):
         check_written_labels(bad, reused, source, ["click"], footers["without.parquet"])

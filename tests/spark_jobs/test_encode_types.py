@@ -189,7 +189,7 @@ BAD = [
         "map column 'm' has keys of type int",
     ),
     ("uid long, label int, x double", [(1, 2, 1.0)], EncodeError, "must be 0 or 1.*'label': 2"),
-    ("uid long, label int, x double", [], EncodeError, "has no rows; nothing was written"),
+    ("uid long, label int, x double", [], EncodeError, "has no rows; nothing was committed"),
     (
         "uid long, label int, v array<int>",
         [(1, 0, [1]), (2, 0, [1, 2])],
@@ -231,7 +231,7 @@ def test_an_empty_day_with_a_reused_fmap_is_refused(
     gate = {"psi_max": 0, "null_rate_increase_max": 0, "unseen_rate_max": 0, "on_breach": "fail"}
     later = make_job("encode", workspace, NEXT_DATE, model_date=DATE, options={"drift": gate})
     write_table(later.layout.raw("ctr", NEXT_DATE), [], schema)
-    with pytest.raises(EncodeError, match="dt=2026-01-02 has no rows; nothing was written"):
+    with pytest.raises(EncodeError, match="dt=2026-01-02 has no rows; nothing was committed"):
         encode.run(spark, later, measure_drift=measure_drift)
     assert not storage.exists(later.layout.encoded("ctr", NEXT_DATE))
 

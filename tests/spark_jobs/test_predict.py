@@ -204,6 +204,13 @@ def test_tasks_reading_the_files_score_as_spark_reading_them(
     files_rows = _scores(spark, from_files["output"])
     files_types = spark.read.parquet(from_files["output"]).dtypes
     storage.discard(from_files["output"])
+    # The schema came from the footers; from a Spark read (files Spark did not write) alike.
+    assert predict.read_schema(units) == spark.read.parquet(pipeline.encode["output"]).schema
+    monkeypatch.setattr(predict, "read_schema", lambda units: None)
+    spark_schema = predict.run(spark, job)
+    assert spark.read.parquet(spark_schema["output"]).dtypes == files_types
+    assert _scores(spark, spark_schema["output"]) == files_rows and len(used) == 2
+    storage.discard(spark_schema["output"])
     monkeypatch.setattr(predict, "parquet_units", lambda uri: None)
     from_spark = predict.run(spark, job)
     assert from_spark["columns"] == from_files["columns"]
