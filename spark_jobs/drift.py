@@ -367,11 +367,18 @@ def count_features(frame: DataFrame, targets: list[Target]) -> tuple[int, list[F
     files = parquet_files(frame)
     totals = None
     if files is not None and files.small:
-        try:
-            totals = count_on_driver(targets, files)
-        except READ_ERRORS as exc:  # a driver without libhdfs, a corrupt file...
-            _fell_back("on the driver", exc, "in Spark tasks")
+        totals = _driver_totals(functools.partial(count_on_driver, targets, files))
     return _profiles(targets, counted(frame, targets, files, totals))
+
+
+def _driver_totals(count: Callable[[], list[int]]) -> list[int] | None:
+    """The driver's counts (``count``: the counting or its pending result); None when
+    the driver cannot read the files (the tasks count them then)."""
+    try:
+        return count()
+    except READ_ERRORS as exc:  # a driver without libhdfs, a corrupt file...
+        _fell_back("on the driver", exc, "in Spark tasks")
+        return None
 
 
 def _profiles(targets: list[Target], totals: list[int]) -> tuple[int, list[FeatureProfile]]:
@@ -465,15 +472,7 @@ def begin(
     pending = pool.submit(count_on_driver, targets, files)
     pool.shutdown(wait=False)  # the thread ends with the count
 
-    def finish() -> Drift:
-        try:
-            totals = pending.result()
-        except READ_ERRORS as exc:  # a driver without libhdfs, a corrupt file...
-            _fell_back("on the driver", exc, "in Spark tasks")
-            totals = None
-        return judged(counted(frame, targets, files, totals))
-
-    return finish
+    return lambda: judged(counted(frame, targets, files, _driver_totals(pending.result)))
 
 
 def _judge(profile: Profile, now: Profile, job: JobConfig, femodel: Partition) -> Drift:

@@ -84,7 +84,9 @@ def read_footers(partition_uri: str) -> list[tuple[str, pq.FileMetaData]]:
         return list(zip(files, pool.map(footer, files), strict=True))
 
 
-def written_rows(spark: SparkSession, folder: str) -> tuple[int, list[tuple[str, Any]] | None]:
+def written_rows(
+    spark: SparkSession, folder: str
+) -> tuple[int, list[tuple[str, pq.FileMetaData]] | None]:
     """The rows of the Parquet table a job just wrote into ``folder``, from its files'
     footers (:func:`read_footers`, no Spark job), and the footers; counted by Spark
     when pyarrow cannot read them (footers None).
